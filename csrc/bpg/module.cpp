@@ -1,0 +1,457 @@
+// npp_ext._bpg: pybind11 bindings of the BPG codec library.
+//
+// Single calls run on the calling thread; batch calls run on the process-wide
+// thread pool with the GIL released. Inputs must already be C-contiguous
+// uint8 numpy arrays of the documented shapes (npp_ext.bpg converts and
+// validates user input); outputs are written straight into numpy arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <bpg/bpg.h>
+
+#include "contexts.h"
+#include "thread_pool.h"
+
+namespace py = pybind11;
+
+namespace npp_ext {
+namespace {
+
+using U8Array = py::array_t<uint8_t, py::array::c_style>;
+
+// Raised for files that cannot be decoded and for codec failures.
+PyObject *g_bpg_error = nullptr;
+
+struct Failure {
+    bpg_status status = BPG_OK;
+    std::string message;
+};
+
+[[noreturn]] void raise(const Failure &f, const std::string &where)
+{
+    const std::string msg = where + f.message;
+    if (f.status == BPG_ERR_INVALID_ARGUMENT)
+        throw py::value_error(msg);
+    PyErr_SetString(g_bpg_error, msg.c_str());
+    throw py::error_already_set();
+}
+
+Failure encoder_failure(bpg_status s)
+{
+    const char *m = bpg_encoder_error(thread_encoder());
+    return {s, *m ? m : bpg_status_string(s)};
+}
+
+Failure decoder_failure(bpg_status s)
+{
+    const char *m = bpg_decoder_error(thread_decoder());
+    return {s, *m ? m : bpg_status_string(s)};
+}
+
+bpg_encode_options make_options(int qp, int chroma, int level)
+{
+    bpg_encode_options o;
+    bpg_encode_options_init(&o);
+    o.qp = qp;
+    o.chroma = chroma;
+    o.level = level;
+    return o;
+}
+
+// A read-only view of a bytes-like object (kept alive by the caller).
+struct Bytes {
+    const uint8_t *data;
+    size_t size;
+};
+
+Bytes view_bytes(const py::handle &obj)
+{
+    py::buffer_info info = py::reinterpret_borrow<py::buffer>(obj).request();
+    if (info.itemsize != 1 || info.ndim != 1 || (info.ndim == 1 && info.strides[0] != 1))
+        throw py::type_error("expected a contiguous bytes-like object");
+    return {static_cast<const uint8_t *>(info.ptr), static_cast<size_t>(info.size)};
+}
+
+struct RgbView {
+    const uint8_t *data;
+    int width, height;
+    ptrdiff_t stride;
+};
+
+RgbView view_rgb(const U8Array &a)
+{
+    if (a.ndim() != 3 || a.shape(2) != 3)
+        throw py::value_error("expected an (H, W, 3) uint8 array");
+    return {a.data(), static_cast<int>(a.shape(1)), static_cast<int>(a.shape(0)),
+            static_cast<ptrdiff_t>(a.strides(0))};
+}
+
+py::dict info_dict(const bpg_info &i)
+{
+    py::dict d;
+    d["width"] = i.width;
+    d["height"] = i.height;
+    d["pixel_format"] = i.pixel_format;
+    d["chroma"] = i.chroma;
+    d["bit_depth"] = i.bit_depth;
+    d["color_space"] = i.color_space;
+    d["has_alpha"] = bool(i.has_alpha);
+    d["limited_range"] = bool(i.limited_range);
+    d["animation"] = bool(i.animation);
+    d["has_extensions"] = bool(i.has_extensions);
+    d["log2_min_cb_size"] = i.log2_min_cb_size;
+    d["log2_max_cb_size"] = i.log2_max_cb_size;
+    d["log2_min_tb_size"] = i.log2_min_tb_size;
+    d["log2_max_tb_size"] = i.log2_max_tb_size;
+    d["max_transform_hierarchy_depth_intra"] = i.max_transform_hierarchy_depth_intra;
+    d["sao"] = bool(i.sao);
+    d["pcm"] = bool(i.pcm);
+    d["strong_intra_smoothing"] = bool(i.strong_intra_smoothing);
+    d["hevc_data_offset"] = i.hevc_data_offset;
+    d["hevc_data_size"] = i.hevc_data_size;
+    return d;
+}
+
+bpg_info read_info_or_raise(const Bytes &b)
+{
+    bpg_info info;
+    char err[256];
+    const bpg_status s = bpg_read_info(b.data, b.size, &info, err, sizeof(err));
+    if (s != BPG_OK)
+        raise({s, err}, "");
+    return info;
+}
+
+py::dict read_info(const py::object &data)
+{
+    const Bytes b = view_bytes(data);
+    bpg_info info;
+    char err[256];
+    const bpg_status s = bpg_read_info(b.data, b.size, &info, err, sizeof(err));
+    if (s != BPG_OK && s != BPG_ERR_UNSUPPORTED)
+        raise({s, err}, "");
+    py::dict d = info_dict(info);
+    d["supported"] = s == BPG_OK;
+    return d;
+}
+
+py::bytes encode_rgb(const U8Array &img, int qp, int chroma, int level)
+{
+    const RgbView v = view_rgb(img);
+    const bpg_encode_options o = make_options(qp, chroma, level);
+    const uint8_t *out = nullptr;
+    size_t n = 0;
+    bpg_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o, &out, &n);
+    }
+    if (s != BPG_OK)
+        raise(encoder_failure(s), "");
+    return py::bytes(reinterpret_cast<const char *>(out), n);
+}
+
+py::bytes encode_yuv(const U8Array &yuv, int width, int height, int qp, int chroma, int level)
+{
+    const bpg_encode_options o = make_options(qp, chroma, level);
+    const uint8_t *out = nullptr;
+    size_t n = 0;
+    bpg_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = bpg_encode_yuv(thread_encoder(), yuv.data(), static_cast<size_t>(yuv.size()), width, height,
+                           &o, &out, &n);
+    }
+    if (s != BPG_OK)
+        raise(encoder_failure(s), "");
+    return py::bytes(reinterpret_cast<const char *>(out), n);
+}
+
+U8Array decode_rgb(const py::object &data)
+{
+    const Bytes b = view_bytes(data);
+    const bpg_info info = read_info_or_raise(b);
+    U8Array out({info.height, info.width, 3});
+    bpg_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = bpg_decode_rgb(thread_decoder(), b.data, b.size, out.mutable_data(), static_cast<size_t>(out.size()),
+                           3 * static_cast<ptrdiff_t>(info.width), nullptr);
+    }
+    if (s != BPG_OK)
+        raise(decoder_failure(s), "");
+    return out;
+}
+
+py::tuple decode_yuv(const py::object &data)
+{
+    const Bytes b = view_bytes(data);
+    const bpg_info info = read_info_or_raise(b);
+    const bpg_cm_layout l = bpg_cm_make_layout(info.width, info.height, info.chroma);
+    U8Array out(static_cast<py::ssize_t>(l.total));
+    bpg_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = bpg_decode_yuv(thread_decoder(), b.data, b.size, out.mutable_data(), l.total, nullptr);
+    }
+    if (s != BPG_OK)
+        raise(decoder_failure(s), "");
+    return py::make_tuple(out, info_dict(info));
+}
+
+py::bytes annexb(const py::object &data)
+{
+    const Bytes b = view_bytes(data);
+    const uint8_t *out = nullptr;
+    size_t n = 0;
+    const bpg_status s = bpg_decoder_annexb(thread_decoder(), b.data, b.size, &out, &n);
+    if (s != BPG_OK)
+        raise(decoder_failure(s), "");
+    return py::bytes(reinterpret_cast<const char *>(out), n);
+}
+
+U8Array rgb_to_yuv(const U8Array &img, int chroma)
+{
+    const RgbView v = view_rgb(img);
+    if (chroma < 0 || chroma > 3)
+        throw py::value_error("chroma must be 0, 1, 2 or 3");
+    const bpg_cm_layout l = bpg_cm_make_layout(v.width, v.height, chroma);
+    U8Array out(static_cast<py::ssize_t>(l.total));
+    const bpg_status s = bpg_rgb_to_yuv(v.data, v.width, v.height, v.stride, chroma, out.mutable_data(), l.total);
+    if (s != BPG_OK)
+        raise({s, bpg_status_string(s)}, "rgb_to_yuv: ");
+    return out;
+}
+
+U8Array yuv_to_rgb(const U8Array &yuv, int width, int height, int chroma)
+{
+    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
+        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+    U8Array out({height, width, 3});
+    const bpg_status s = bpg_yuv_to_rgb(yuv.data(), static_cast<size_t>(yuv.size()), width, height, chroma,
+                                        out.mutable_data(), static_cast<size_t>(out.size()), 3 * width);
+    if (s != BPG_OK)
+        raise({s, s == BPG_ERR_BUFFER_TOO_SMALL ? "yuv buffer size does not match the layout"
+                                                : bpg_status_string(s)},
+              "yuv_to_rgb: ");
+    return out;
+}
+
+py::dict layout(int width, int height, int chroma)
+{
+    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
+        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+    const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
+    py::dict d;
+    d["coded_w"] = l.coded_w;
+    d["coded_h"] = l.coded_h;
+    d["chroma_w"] = l.chroma_w;
+    d["chroma_h"] = l.chroma_h;
+    d["coded_cw"] = l.coded_cw;
+    d["coded_ch"] = l.coded_ch;
+    d["y_size"] = l.y_size;
+    d["c_size"] = l.c_size;
+    d["total"] = l.total;
+    return d;
+}
+
+// ---- batches ----
+
+void raise_first(const std::vector<Failure> &fails)
+{
+    for (size_t i = 0; i < fails.size(); ++i)
+        if (fails[i].status != BPG_OK)
+            raise(fails[i], "image " + std::to_string(i) + ": ");
+}
+
+std::vector<int> check_qps(const std::vector<int> &qps, size_t n)
+{
+    if (qps.size() != n)
+        throw py::value_error("expected one qp per image: " + std::to_string(n) + " images, " +
+                              std::to_string(qps.size()) + " qps");
+    return qps;
+}
+
+// Encode (and optionally decode) a list of RGB images. When `out` is given
+// (an (N, H, W, 3) uint8 array), decoded pixels go straight into it.
+py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<int> &qps, int chroma,
+                          int level, size_t threads, bool decode, const py::object &out)
+{
+    const size_t n = images.size();
+    check_qps(qps, n);
+    std::vector<RgbView> views;
+    for (const U8Array &a : images)
+        views.push_back(view_rgb(a));
+    std::vector<U8Array> outs;
+    U8Array stacked;
+    const bool into_stacked = decode && !out.is_none();
+    if (into_stacked) {
+        stacked = out.cast<U8Array>();
+        if (stacked.ndim() != 4 || static_cast<size_t>(stacked.shape(0)) != n || stacked.shape(3) != 3 ||
+            !stacked.writeable())
+            throw py::value_error("out must be a writable (N, H, W, 3) uint8 array");
+        for (const RgbView &v : views)
+            if (v.width != stacked.shape(2) || v.height != stacked.shape(1))
+                throw py::value_error("every image must have out's height and width");
+    } else if (decode) {
+        for (const RgbView &v : views)
+            outs.emplace_back(std::vector<py::ssize_t>{v.height, v.width, 3});
+    }
+    std::vector<uint8_t *> dst(n, nullptr);
+    for (size_t i = 0; i < n && decode; ++i)
+        dst[i] = into_stacked ? stacked.mutable_data(i) : outs[i].mutable_data();
+
+    std::vector<std::vector<uint8_t>> files(n);
+    std::vector<Failure> fails(n);
+    {
+        py::gil_scoped_release nogil;
+        global_pool(threads).parallel_for(n, threads, [&](size_t i) {
+            const bpg_encode_options o = make_options(qps[i], chroma, level);
+            const RgbView &v = views[i];
+            const uint8_t *bits = nullptr;
+            size_t size = 0;
+            bpg_status s = bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o, &bits, &size);
+            if (s != BPG_OK) {
+                fails[i] = encoder_failure(s);
+                return;
+            }
+            files[i].assign(bits, bits + size);
+            if (!decode)
+                return;
+            s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i], 3 * size_t(v.width) * v.height,
+                               3 * static_cast<ptrdiff_t>(v.width), nullptr);
+            if (s != BPG_OK)
+                fails[i] = decoder_failure(s);
+        });
+    }
+    raise_first(fails);
+    py::list py_files;
+    py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
+    for (size_t i = 0; i < n; ++i) {
+        py_files.append(py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
+        nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
+    }
+    py::object decoded = py::none();
+    if (into_stacked)
+        decoded = stacked;
+    else if (decode)
+        decoded = py::cast(outs);
+    return py::make_tuple(py_files, decoded, nbits);
+}
+
+py::list decode_batch(const std::vector<py::object> &datas, size_t threads)
+{
+    const size_t n = datas.size();
+    std::vector<Bytes> views;
+    std::vector<U8Array> outs;
+    std::vector<uint8_t *> dst;
+    for (size_t i = 0; i < n; ++i) {
+        views.push_back(view_bytes(datas[i]));
+        bpg_info info;
+        char err[256];
+        const bpg_status s = bpg_read_info(views[i].data, views[i].size, &info, err, sizeof(err));
+        if (s != BPG_OK)
+            raise({s, err}, "image " + std::to_string(i) + ": ");
+        outs.emplace_back(std::vector<py::ssize_t>{info.height, info.width, 3});
+        dst.push_back(outs.back().mutable_data());
+    }
+    std::vector<Failure> fails(n);
+    {
+        py::gil_scoped_release nogil;
+        global_pool(threads).parallel_for(n, threads, [&](size_t i) {
+            const bpg_status s = bpg_decode_rgb(thread_decoder(), views[i].data, views[i].size, dst[i],
+                                                static_cast<size_t>(outs[i].size()),
+                                                3 * static_cast<ptrdiff_t>(outs[i].shape(1)), nullptr);
+            if (s != BPG_OK)
+                fails[i] = decoder_failure(s);
+        });
+    }
+    raise_first(fails);
+    return py::cast(outs);
+}
+
+// The training-step path: N same-size images in the padded YUV layout,
+// encoded at per-image QPs and decoded back into `out` (same shape), both
+// typically views of pinned host buffers. Returns the files and their bits.
+py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const std::vector<int> &qps,
+                              int chroma, int level, size_t threads, U8Array out)
+{
+    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
+        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+    const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
+    if (yuv.ndim() != 2 || static_cast<size_t>(yuv.shape(1)) != l.total)
+        throw py::value_error("yuv must be (N, " + std::to_string(l.total) + ") uint8 for " +
+                              std::to_string(width) + "x" + std::to_string(height));
+    const size_t n = static_cast<size_t>(yuv.shape(0));
+    check_qps(qps, n);
+    if (out.ndim() != 2 || static_cast<size_t>(out.shape(0)) != n || static_cast<size_t>(out.shape(1)) != l.total ||
+        !out.writeable())
+        throw py::value_error("out must be a writable uint8 array shaped like yuv");
+    const uint8_t *src = yuv.data();
+    uint8_t *dst = out.mutable_data();
+    std::vector<std::vector<uint8_t>> files(n);
+    std::vector<Failure> fails(n);
+    {
+        py::gil_scoped_release nogil;
+        global_pool(threads).parallel_for(n, threads, [&](size_t i) {
+            const bpg_encode_options o = make_options(qps[i], chroma, level);
+            const uint8_t *bits = nullptr;
+            size_t size = 0;
+            bpg_status s =
+                bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width, height, &o, &bits, &size);
+            if (s != BPG_OK) {
+                fails[i] = encoder_failure(s);
+                return;
+            }
+            files[i].assign(bits, bits + size);
+            s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total, nullptr);
+            if (s != BPG_OK)
+                fails[i] = decoder_failure(s);
+        });
+    }
+    raise_first(fails);
+    py::list py_files;
+    py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
+    for (size_t i = 0; i < n; ++i) {
+        py_files.append(py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
+        nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
+    }
+    return py::make_tuple(py_files, nbits);
+}
+
+} // namespace
+} // namespace npp_ext
+
+PYBIND11_MODULE(_bpg, m)
+{
+    using namespace npp_ext;
+    namespace py = pybind11;
+    m.doc() = "BPG codec bindings (see npp_ext.bpg for the documented API)";
+    static py::exception<std::runtime_error> err(m, "BPGError", PyExc_ValueError);
+    g_bpg_error = err.ptr();
+    m.attr("MAX_PIXELS") = BPG_MAX_PIXELS;
+    m.attr("MAX_SIDE") = BPG_MAX_SIDE;
+    m.def("read_info", &read_info, py::arg("data"));
+    m.def("encode_rgb", &encode_rgb, py::arg("image"), py::arg("qp"), py::arg("chroma"), py::arg("level"));
+    m.def("encode_yuv", &encode_yuv, py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("qp"),
+          py::arg("chroma"), py::arg("level"));
+    m.def("decode_rgb", &decode_rgb, py::arg("data"));
+    m.def("decode_yuv", &decode_yuv, py::arg("data"));
+    m.def("annexb", &annexb, py::arg("data"));
+    m.def("rgb_to_yuv", &rgb_to_yuv, py::arg("image"), py::arg("chroma"));
+    m.def("yuv_to_rgb", &yuv_to_rgb, py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("chroma"));
+    m.def("layout", &layout, py::arg("width"), py::arg("height"), py::arg("chroma"));
+    m.def("roundtrip_batch", &roundtrip_batch, py::arg("images"), py::arg("qps"), py::arg("chroma"),
+          py::arg("level"), py::arg("threads") = 0, py::arg("decode") = true, py::arg("out") = py::none());
+    m.def("decode_batch", &decode_batch, py::arg("datas"), py::arg("threads") = 0);
+    m.def("roundtrip_yuv_batch", &roundtrip_yuv_batch, py::arg("yuv"), py::arg("width"), py::arg("height"),
+          py::arg("qps"), py::arg("chroma"), py::arg("level"), py::arg("threads"), py::arg("out"));
+    m.def(
+        "pool_threads", [](size_t threads) { return global_pool(threads).size(); }, py::arg("threads") = 0,
+        "Size of the codec thread pool after growing it to at least `threads` (0: one per core).");
+}

@@ -1,0 +1,349 @@
+// bpg_decoder: a .bpg file in, planar YUV or RGB out, through libde265.
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <libde265/de265.h>
+
+#include "bpg/bpg.h"
+#include "color.h"
+#include "format.h"
+
+struct bpg_decoder {
+    de265_decoder_context *ctx = nullptr;
+    std::vector<uint8_t> planes;
+    std::vector<uint8_t> annexb;
+    std::string error;
+    ~bpg_decoder()
+    {
+        if (ctx != nullptr)
+            de265_free_decoder(ctx);
+    }
+};
+
+namespace bpg {
+namespace {
+
+bpg_status fail(bpg_decoder *dec, bpg_status s, const std::string &msg)
+{
+    dec->error = msg;
+    return s;
+}
+
+void fill_info(const Header &h, bpg_info *info)
+{
+    if (info == nullptr)
+        return;
+    std::memset(info, 0, sizeof(*info));
+    info->width = static_cast<int>(h.width);
+    info->height = static_cast<int>(h.height);
+    info->pixel_format = h.pixel_format;
+    info->chroma = chroma_of_pixel_format(h.pixel_format);
+    info->bit_depth = h.bit_depth;
+    info->color_space = h.color_space;
+    info->has_alpha = h.alpha1;
+    info->limited_range = h.limited_range;
+    info->animation = h.animation;
+    info->has_extensions = h.extensions;
+    info->log2_min_cb_size = h.hevc.log2_min_cb;
+    info->log2_max_cb_size = h.hevc.log2_min_cb + h.hevc.log2_diff_max_min_cb;
+    info->log2_min_tb_size = h.hevc.log2_min_tb;
+    info->log2_max_tb_size = h.hevc.log2_min_tb + h.hevc.log2_diff_max_min_tb;
+    info->max_transform_hierarchy_depth_intra = h.hevc.max_th_depth_intra;
+    info->sao = h.hevc.sao;
+    info->pcm = h.hevc.pcm;
+    info->strong_intra_smoothing = h.hevc.strong_intra_smoothing;
+    info->hevc_data_offset = h.hevc_data_offset;
+    info->hevc_data_size = h.hevc_data_size;
+}
+
+// Header checks shared by info and decode: what this library can decode.
+bpg_status check_header(const Header &h, std::string *err)
+{
+    if (h.width > BPG_MAX_SIDE || h.height > BPG_MAX_SIDE ||
+        static_cast<uint64_t>(h.width) * h.height > BPG_MAX_PIXELS) {
+        *err = "picture " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+               " exceeds the size limit";
+        return BPG_ERR_TOO_LARGE;
+    }
+    if (h.animation) {
+        *err = "animated BPG is not supported";
+        return BPG_ERR_UNSUPPORTED;
+    }
+    if (h.alpha2 && !h.alpha1) {
+        *err = "CMYK BPG is not supported";
+        return BPG_ERR_UNSUPPORTED;
+    }
+    if (h.bit_depth != 8) {
+        *err = "only 8-bit BPG is supported, this file is " + std::to_string(h.bit_depth) + "-bit";
+        return BPG_ERR_UNSUPPORTED;
+    }
+    if (h.color_space != 0 || h.limited_range) {
+        *err = "only full-range YCbCr BT.601 BPG is supported";
+        return BPG_ERR_UNSUPPORTED;
+    }
+    if (h.pixel_format > 3) {
+        *err = "co-sited (MPEG-2) chroma siting is not supported";
+        return BPG_ERR_UNSUPPORTED;
+    }
+    return BPG_OK;
+}
+
+void append_start_code(std::vector<uint8_t> &out, const uint8_t *nal, size_t size)
+{
+    const uint8_t sc[4] = {0, 0, 0, 1};
+    out.insert(out.end(), sc, sc + 4);
+    out.insert(out.end(), nal, nal + size);
+}
+
+// Decode the colour plane into dec->planes (layout of the header's size).
+bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Header *h)
+{
+    std::string err;
+    bpg_status s = parse_header(data, size, h, &err);
+    if (s == BPG_OK)
+        s = check_header(*h, &err);
+    if (s != BPG_OK)
+        return fail(dec, s, err);
+    const int chroma = chroma_of_pixel_format(h->pixel_format);
+    const int width = static_cast<int>(h->width), height = static_cast<int>(h->height);
+
+    if (dec->ctx == nullptr) {
+        dec->ctx = de265_new_decoder();
+        if (dec->ctx == nullptr)
+            return fail(dec, BPG_ERR_NO_MEMORY, "libde265 could not create a decoder");
+        // Drop pictures libde265 knows to be broken instead of returning them.
+        de265_set_parameter_bool(dec->ctx, DE265_DECODER_PARAM_SUPPRESS_FAULTY_PICTURES, 1);
+    } else {
+        de265_reset(dec->ctx);
+    }
+    de265_decoder_context *ctx = dec->ctx;
+    const std::vector<uint8_t> vps = make_vps(*h), sps = make_sps(*h);
+    de265_push_NAL(ctx, vps.data(), static_cast<int>(vps.size()), 0, nullptr);
+    de265_push_NAL(ctx, sps.data(), static_cast<int>(sps.size()), 0, nullptr);
+    const std::vector<NalRef> nals = split_nals(data + h->hevc_data_offset, h->hevc_data_size, false);
+    int colour_nals = 0;
+    for (const NalRef &n : nals) {
+        if (n.size < 2 || n.layer() != 0 || (n.data[0] & 0x80))
+            continue; // alpha plane (layer 1) or a forbidden bit
+        const int t = n.type();
+        if (t == 32 || t == 33)
+            return fail(dec, BPG_ERR_CORRUPT, "hevc_data must not carry a VPS or SPS");
+        de265_push_NAL(ctx, n.data, static_cast<int>(n.size), 0, nullptr);
+        ++colour_nals;
+    }
+    if (colour_nals == 0)
+        return fail(dec, BPG_ERR_CORRUPT, "hevc_data holds no NAL unit of the colour plane");
+    de265_flush_data(ctx);
+
+    const de265_image *img = nullptr;
+    int more = 1;
+    // Bounded: each call consumes input or produces a picture.
+    for (int iter = 0; more && img == nullptr && iter < 4 * colour_nals + 64; ++iter) {
+        const de265_error e = de265_decode(ctx, &more);
+        if (e == DE265_ERROR_WAITING_FOR_INPUT_DATA)
+            break;
+        if (!de265_isOK(e))
+            return fail(dec, BPG_ERR_CORRUPT, std::string("libde265: ") + de265_get_error_text(e));
+        img = de265_get_next_picture(ctx);
+    }
+    const de265_error warn = de265_get_warning(ctx);
+    if (warn != DE265_OK)
+        return fail(dec, BPG_ERR_CORRUPT, std::string("libde265: ") + de265_get_error_text(warn));
+    if (img == nullptr)
+        return fail(dec, BPG_ERR_DECODER, "libde265 produced no picture (truncated or corrupt data)");
+
+    const de265_chroma dc = de265_get_chroma_format(img);
+    const int want = chroma == BPG_CM_GRAY ? de265_chroma_mono
+                     : chroma == BPG_CM_420 ? de265_chroma_420
+                     : chroma == BPG_CM_422 ? de265_chroma_422
+                                            : de265_chroma_444;
+    if (static_cast<int>(dc) != want || de265_get_bits_per_pixel(img, 0) != 8)
+        return fail(dec, BPG_ERR_CORRUPT, "decoded picture does not match the header's format");
+    const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
+    try {
+        dec->planes.resize(l.total);
+    } catch (const std::bad_alloc &) {
+        return fail(dec, BPG_ERR_NO_MEMORY, "out of memory");
+    }
+    const int nplanes = chroma == BPG_CM_GRAY ? 1 : 3;
+    for (int c = 0; c < nplanes; ++c) {
+        const int rw = c == 0 ? width : l.chroma_w, rh = c == 0 ? height : l.chroma_h;
+        const int pw = c == 0 ? l.coded_w : l.coded_cw, ph = c == 0 ? l.coded_h : l.coded_ch;
+        int stride = 0;
+        const uint8_t *src = de265_get_image_plane(img, c, &stride);
+        if (src == nullptr || de265_get_image_width(img, c) < rw || de265_get_image_height(img, c) < rh)
+            return fail(dec, BPG_ERR_CORRUPT, "decoded picture is smaller than the header says");
+        uint8_t *dst = dec->planes.data() + (c == 0 ? 0 : l.y_size + (c - 1) * l.c_size);
+        for (int y = 0; y < rh; ++y)
+            std::memcpy(dst + static_cast<size_t>(y) * pw, src + static_cast<ptrdiff_t>(y) * stride,
+                        static_cast<size_t>(rw));
+        // Padding is made from the real area, so the layout never depends on
+        // how the decoder cropped.
+        pad_plane(dst, rw, rh, pw, ph);
+    }
+    return BPG_OK;
+}
+
+} // namespace
+} // namespace bpg
+
+extern "C" {
+
+const char *bpg_status_string(bpg_status status)
+{
+    switch (status) {
+    case BPG_OK:
+        return "ok";
+    case BPG_ERR_INVALID_ARGUMENT:
+        return "invalid argument";
+    case BPG_ERR_TRUNCATED:
+        return "truncated file";
+    case BPG_ERR_CORRUPT:
+        return "corrupt file";
+    case BPG_ERR_UNSUPPORTED:
+        return "unsupported feature";
+    case BPG_ERR_TOO_LARGE:
+        return "picture too large";
+    case BPG_ERR_ENCODER:
+        return "encoder error";
+    case BPG_ERR_DECODER:
+        return "decoder error";
+    case BPG_ERR_NO_MEMORY:
+        return "out of memory";
+    case BPG_ERR_BUFFER_TOO_SMALL:
+        return "buffer too small";
+    }
+    return "unknown status";
+}
+
+bpg_status bpg_read_info(const uint8_t *data, size_t size, bpg_info *info, char *err, size_t err_size)
+{
+    std::string msg;
+    bpg::Header h;
+    bpg_status s = bpg::parse_header(data, size, &h, &msg);
+    if (s == BPG_OK)
+        s = bpg::check_header(h, &msg);
+    if (s == BPG_OK || s == BPG_ERR_UNSUPPORTED)
+        bpg::fill_info(h, info);
+    if (err != nullptr && err_size > 0) {
+        std::strncpy(err, msg.c_str(), err_size - 1);
+        err[err_size - 1] = 0;
+    }
+    return s;
+}
+
+bpg_decoder *bpg_decoder_new(void) { return new (std::nothrow) bpg_decoder(); }
+
+void bpg_decoder_free(bpg_decoder *dec) { delete dec; }
+
+const char *bpg_decoder_error(const bpg_decoder *dec) { return dec ? dec->error.c_str() : ""; }
+
+bpg_status bpg_decode_yuv(bpg_decoder *dec, const uint8_t *data, size_t size, uint8_t *yuv,
+                          size_t yuv_size, bpg_info *info)
+{
+    if (dec == nullptr)
+        return BPG_ERR_INVALID_ARGUMENT;
+    dec->error.clear();
+    if (yuv == nullptr)
+        return bpg::fail(dec, BPG_ERR_INVALID_ARGUMENT, "yuv must not be NULL");
+    bpg::Header h;
+    bpg_status s = bpg::decode_planes(dec, data, size, &h);
+    if (s != BPG_OK)
+        return s;
+    if (yuv_size != dec->planes.size())
+        return bpg::fail(dec, BPG_ERR_BUFFER_TOO_SMALL,
+                         "yuv buffer holds " + std::to_string(yuv_size) + " bytes, the picture needs " +
+                             std::to_string(dec->planes.size()));
+    std::memcpy(yuv, dec->planes.data(), yuv_size);
+    bpg::fill_info(h, info);
+    return BPG_OK;
+}
+
+bpg_status bpg_decode_rgb(bpg_decoder *dec, const uint8_t *data, size_t size, uint8_t *rgb,
+                          size_t rgb_size, ptrdiff_t stride, bpg_info *info)
+{
+    if (dec == nullptr)
+        return BPG_ERR_INVALID_ARGUMENT;
+    dec->error.clear();
+    if (rgb == nullptr)
+        return bpg::fail(dec, BPG_ERR_INVALID_ARGUMENT, "rgb must not be NULL");
+    bpg::Header h;
+    bpg_status s = bpg::decode_planes(dec, data, size, &h);
+    if (s != BPG_OK)
+        return s;
+    const int w = static_cast<int>(h.width), ht = static_cast<int>(h.height);
+    if (stride < 3 * static_cast<ptrdiff_t>(w) ||
+        rgb_size < static_cast<size_t>(stride) * static_cast<size_t>(ht - 1) + 3 * static_cast<size_t>(w))
+        return bpg::fail(dec, BPG_ERR_BUFFER_TOO_SMALL,
+                         "rgb buffer too small for " + std::to_string(w) + "x" + std::to_string(ht));
+    try {
+        bpg::planes_to_rgb(dec->planes.data(), w, ht, bpg::chroma_of_pixel_format(h.pixel_format), rgb,
+                           stride);
+    } catch (const std::bad_alloc &) {
+        return bpg::fail(dec, BPG_ERR_NO_MEMORY, "out of memory");
+    }
+    bpg::fill_info(h, info);
+    return BPG_OK;
+}
+
+bpg_status bpg_decoder_annexb(bpg_decoder *dec, const uint8_t *data, size_t size, const uint8_t **out,
+                              size_t *out_size)
+{
+    if (dec == nullptr || out == nullptr || out_size == nullptr)
+        return BPG_ERR_INVALID_ARGUMENT;
+    dec->error.clear();
+    std::string err;
+    bpg::Header h;
+    bpg_status s = bpg::parse_header(data, size, &h, &err);
+    if (s != BPG_OK)
+        return bpg::fail(dec, s, err);
+    dec->annexb.clear();
+    const std::vector<uint8_t> vps = bpg::make_vps(h), sps = bpg::make_sps(h);
+    bpg::append_start_code(dec->annexb, vps.data(), vps.size());
+    bpg::append_start_code(dec->annexb, sps.data(), sps.size());
+    for (const bpg::NalRef &n : bpg::split_nals(data + h.hevc_data_offset, h.hevc_data_size, false))
+        if (n.layer() == 0)
+            bpg::append_start_code(dec->annexb, n.data, n.size);
+    *out = dec->annexb.data();
+    *out_size = dec->annexb.size();
+    return BPG_OK;
+}
+
+bpg_status bpg_rgb_to_yuv(const uint8_t *rgb, int width, int height, ptrdiff_t stride, int chroma,
+                          uint8_t *yuv, size_t yuv_size)
+{
+    if (rgb == nullptr || yuv == nullptr || width < 1 || height < 1 || width > BPG_MAX_SIDE ||
+        height > BPG_MAX_SIDE || chroma < BPG_CM_GRAY || chroma > BPG_CM_444 ||
+        stride < 3 * static_cast<ptrdiff_t>(width))
+        return BPG_ERR_INVALID_ARGUMENT;
+    if (yuv_size != bpg_cm_make_layout(width, height, chroma).total)
+        return BPG_ERR_BUFFER_TOO_SMALL;
+    try {
+        bpg::rgb_to_planes(rgb, width, height, stride, chroma, yuv);
+    } catch (const std::bad_alloc &) {
+        return BPG_ERR_NO_MEMORY;
+    }
+    return BPG_OK;
+}
+
+bpg_status bpg_yuv_to_rgb(const uint8_t *yuv, size_t yuv_size, int width, int height, int chroma,
+                          uint8_t *rgb, size_t rgb_size, ptrdiff_t stride)
+{
+    if (rgb == nullptr || yuv == nullptr || width < 1 || height < 1 || width > BPG_MAX_SIDE ||
+        height > BPG_MAX_SIDE || chroma < BPG_CM_GRAY || chroma > BPG_CM_444 ||
+        stride < 3 * static_cast<ptrdiff_t>(width))
+        return BPG_ERR_INVALID_ARGUMENT;
+    if (yuv_size != bpg_cm_make_layout(width, height, chroma).total ||
+        rgb_size < static_cast<size_t>(stride) * static_cast<size_t>(height - 1) + 3 * static_cast<size_t>(width))
+        return BPG_ERR_BUFFER_TOO_SMALL;
+    try {
+        bpg::planes_to_rgb(yuv, width, height, chroma, rgb, stride);
+    } catch (const std::bad_alloc &) {
+        return BPG_ERR_NO_MEMORY;
+    }
+    return BPG_OK;
+}
+
+} // extern "C"

@@ -1,0 +1,255 @@
+#include "x265_pool.h"
+
+#include <cmath>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+
+namespace bpg {
+
+namespace {
+
+struct Config {
+    int ctu, min_cu;
+    bool operator==(const Config &o) const { return ctu == o.ctu && min_cu == o.min_cu; }
+    bool operator!=(const Config &o) const { return !(*this == o); }
+};
+
+Config config_for(const X265Key &k)
+{
+    const int side = k.coded_w < k.coded_h ? k.coded_w : k.coded_h;
+    if (k.pad_unit == 16)
+        return {16, 16};
+    if (side >= 64)
+        return {64, 8};
+    if (side >= 32)
+        return {32, 8};
+    return {16, 8};
+}
+
+int x265_csp(int chroma)
+{
+    switch (chroma) {
+    case BPG_CM_GRAY:
+        return X265_CSP_I400;
+    case BPG_CM_422:
+        return X265_CSP_I422;
+    case BPG_CM_444:
+        return X265_CSP_I444;
+    default:
+        return X265_CSP_I420;
+    }
+}
+
+class Pool
+{
+  public:
+    X265Lease acquire(const X265Key &key, std::string *err);
+    void release(X265Encoder *e);
+
+  private:
+    X265Encoder *open(const X265Key &key, const Config &cfg, std::string *err);
+    void close_idle_locked();
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::mutex open_mu_; // x265 open/close/cleanup touch globals: one at a time
+    Config active_{0, 0};
+    int open_count_ = 0;
+    int waiting_other_ = 0;
+    std::list<X265Encoder *> idle_; // most recently used first
+    static constexpr size_t kMaxIdle = 8;
+};
+
+Pool &pool()
+{
+    static Pool *p = new Pool(); // never destroyed: encoders may outlive static teardown
+    return *p;
+}
+
+X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
+{
+    std::lock_guard<std::mutex> lk(open_mu_);
+    const x265_api *api = x265_api_get(8);
+    if (api == nullptr) {
+        *err = "x265 has no 8-bit encoder (x265_api_get(8) returned NULL)";
+        return nullptr;
+    }
+    auto *e = new X265Encoder();
+    e->key = key;
+    e->ctu = cfg.ctu;
+    e->min_cu = cfg.min_cu;
+    e->api = api;
+    e->param = api->param_alloc();
+    if (e->param == nullptr) {
+        delete e;
+        *err = "x265 could not allocate parameters";
+        return nullptr;
+    }
+    // Compression level n is x265 preset n (0 = ultrafast), tuned for SSIM,
+    // as the reference encoder does.
+    if (api->param_default_preset(e->param, x265_preset_names[key.level], "ssim") < 0) {
+        delete e;
+        *err = "x265 rejected its preset";
+        return nullptr;
+    }
+    x265_param *p = e->param;
+    p->sourceWidth = key.coded_w;
+    p->sourceHeight = key.coded_h;
+    p->internalCsp = x265_csp(key.chroma);
+    p->internalBitDepth = 8;
+    p->fpsNum = 25;
+    p->fpsDenom = 1;
+    p->rc.rateControlMode = X265_RC_CQP;
+    p->rc.qp = 29; // per picture through forceqp
+    p->keyframeMax = 1;
+    p->keyframeMin = 1;
+    p->totalFrames = 0;
+    p->bRepeatHeaders = 1;
+    p->bEnableRectInter = 1;
+    p->bEnableAMP = 1; // the implied SPS says amp_enabled_flag = 1
+    p->bEmitInfoSEI = 0;
+    p->logLevel = X265_LOG_NONE;
+    // One picture in, one picture out, no x265 threads: the caller's thread
+    // pool provides the parallelism and every picture is an IDR.
+    p->numaPools = "none";
+    p->frameNumThreads = 1;
+    p->lookaheadDepth = 0;
+    p->lookaheadThreads = 0;
+    p->bframes = 0;
+    p->bOpenGOP = 0;
+    p->maxCUSize = static_cast<uint32_t>(cfg.ctu);
+    p->minCUSize = static_cast<uint32_t>(cfg.min_cu);
+    if (p->maxTUSize > p->maxCUSize)
+        p->maxTUSize = p->maxCUSize;
+    e->enc = api->encoder_open(p);
+    if (e->enc == nullptr) {
+        delete e;
+        *err = "x265 could not open an encoder for " + std::to_string(key.coded_w) + "x" +
+               std::to_string(key.coded_h);
+        return nullptr;
+    }
+    e->pic = api->picture_alloc();
+    if (e->pic == nullptr) {
+        delete e;
+        *err = "x265 could not allocate a picture";
+        return nullptr;
+    }
+    api->picture_init(p, e->pic);
+    return e;
+}
+
+X265Lease Pool::acquire(const X265Key &key, std::string *err)
+{
+    const Config cfg = config_for(key);
+    std::unique_lock<std::mutex> lk(mu_);
+    bool waiting = false;
+    for (;;) {
+        if (open_count_ == 0 || active_ == cfg) {
+            if (waiting)
+                --waiting_other_;
+            for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+                if ((*it)->key == key) {
+                    X265Encoder *e = *it;
+                    idle_.erase(it);
+                    return X265Lease(e);
+                }
+            }
+            if (active_ != cfg) {
+                // No encoder is open: reset x265's globals for the new sizes.
+                std::lock_guard<std::mutex> olk(open_mu_);
+                if (active_.ctu != 0) {
+                    const x265_api *api = x265_api_get(8);
+                    if (api != nullptr)
+                        api->cleanup();
+                }
+                active_ = cfg;
+            }
+            ++open_count_;
+            lk.unlock();
+            X265Encoder *e = open(key, cfg, err);
+            if (e == nullptr) {
+                lk.lock();
+                --open_count_;
+                cv_.notify_all();
+            }
+            return X265Lease(e);
+        }
+        close_idle_locked();
+        if (open_count_ == 0)
+            continue;
+        if (!waiting) {
+            ++waiting_other_;
+            waiting = true;
+        }
+        cv_.wait(lk);
+    }
+}
+
+void Pool::close_idle_locked()
+{
+    std::lock_guard<std::mutex> olk(open_mu_);
+    for (X265Encoder *e : idle_) {
+        delete e;
+        --open_count_;
+    }
+    idle_.clear();
+}
+
+void Pool::release(X265Encoder *e)
+{
+    std::lock_guard<std::mutex> lk(mu_);
+    if (waiting_other_ > 0 || e->broken) {
+        // Someone waits to switch CTU sizes: close rather than keep.
+        {
+            std::lock_guard<std::mutex> olk(open_mu_);
+            delete e;
+        }
+        --open_count_;
+        cv_.notify_all();
+        return;
+    }
+    idle_.push_front(e);
+    if (idle_.size() > kMaxIdle) {
+        X265Encoder *old = idle_.back();
+        idle_.pop_back();
+        {
+            std::lock_guard<std::mutex> olk(open_mu_);
+            delete old;
+        }
+        --open_count_;
+        cv_.notify_all();
+    }
+}
+
+} // namespace
+
+X265Encoder::~X265Encoder()
+{
+    if (pic != nullptr)
+        api->picture_free(pic);
+    if (enc != nullptr)
+        api->encoder_close(enc);
+    if (param != nullptr)
+        api->param_free(param);
+}
+
+void X265Deleter::operator()(X265Encoder *e) const
+{
+    if (e != nullptr)
+        pool().release(e);
+}
+
+X265Lease acquire_x265(const X265Key &key, std::string *err) { return pool().acquire(key, err); }
+
+int x265_intra_qp(const x265_param *param, int qp)
+{
+    // x265's constant-QP mode codes I pictures ipOffset = 6 log2(ipFactor)
+    // below the requested QP, truncating qp - ipOffset + 0.5 (the reference
+    // encoder's -q 29 gives slice QP 26 this way).
+    const double ip_offset = 6.0 * std::log2(param->rc.ipFactor);
+    int q = static_cast<int>(qp - ip_offset + 0.5);
+    return q < 0 ? 0 : (q > 51 ? 51 : q);
+}
+
+} // namespace bpg
