@@ -2,7 +2,8 @@
 
 Submodules load lazily so that ``import npp_ext`` needs neither torch nor a GPU:
 ``npp_ext.bpg`` is numpy/Pillow only; ``npp_ext.ops``, ``npp_ext.models`` and
-``npp_ext.BPGProxyFn`` import torch when first touched.
+``npp_ext.BPGProxyFn`` import torch when first touched. Importing the package registers
+the Pillow plugin for ``.bpg`` files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ _LAZY_MODULES = {"bpg", "ops", "models", "autograd"}
 _LAZY_ATTRS = {"BPGProxyFn": "autograd", "BPGProxy": "autograd", "bpg_proxy": "autograd"}
 
 __all__ = sorted(_LAZY_MODULES | set(_LAZY_ATTRS))
+
+
+def _register_pillow() -> None:
+    try:
+        from . import pil_plugin
+    except ImportError:  # Pillow missing: the plugin is optional
+        return
+    pil_plugin.register()
+
+
+_register_pillow()
 
 
 def __getattr__(name: str) -> Any:

@@ -53,13 +53,15 @@ Failure decoder_failure(bpg_status s)
     return {s, *m ? m : bpg_status_string(s)};
 }
 
-bpg_encode_options make_options(int qp, int chroma, int level)
+// `extra` must outlive the options (it is borrowed).
+bpg_encode_options make_options(int qp, int chroma, int level, const std::string &extra)
 {
     bpg_encode_options o;
     bpg_encode_options_init(&o);
     o.qp = qp;
     o.chroma = chroma;
     o.level = level;
+    o.x265_params = extra.empty() ? nullptr : extra.c_str();
     return o;
 }
 
@@ -140,10 +142,10 @@ py::dict read_info(const py::object &data)
     return d;
 }
 
-py::bytes encode_rgb(const U8Array &img, int qp, int chroma, int level)
+py::bytes encode_rgb(const U8Array &img, int qp, int chroma, int level, const std::string &x265_params)
 {
     const RgbView v = view_rgb(img);
-    const bpg_encode_options o = make_options(qp, chroma, level);
+    const bpg_encode_options o = make_options(qp, chroma, level, x265_params);
     const uint8_t *out = nullptr;
     size_t n = 0;
     bpg_status s;
@@ -156,9 +158,10 @@ py::bytes encode_rgb(const U8Array &img, int qp, int chroma, int level)
     return py::bytes(reinterpret_cast<const char *>(out), n);
 }
 
-py::bytes encode_yuv(const U8Array &yuv, int width, int height, int qp, int chroma, int level)
+py::bytes encode_yuv(const U8Array &yuv, int width, int height, int qp, int chroma, int level,
+                     const std::string &x265_params)
 {
-    const bpg_encode_options o = make_options(qp, chroma, level);
+    const bpg_encode_options o = make_options(qp, chroma, level, x265_params);
     const uint8_t *out = nullptr;
     size_t n = 0;
     bpg_status s;
@@ -280,7 +283,8 @@ std::vector<int> check_qps(const std::vector<int> &qps, size_t n)
 // Encode (and optionally decode) a list of RGB images. When `out` is given
 // (an (N, H, W, 3) uint8 array), decoded pixels go straight into it.
 py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<int> &qps, int chroma,
-                          int level, size_t threads, bool decode, const py::object &out)
+                          int level, size_t threads, bool decode, const py::object &out,
+                          const std::string &x265_params)
 {
     const size_t n = images.size();
     check_qps(qps, n);
@@ -311,7 +315,7 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
     {
         py::gil_scoped_release nogil;
         global_pool(threads).parallel_for(n, threads, [&](size_t i) {
-            const bpg_encode_options o = make_options(qps[i], chroma, level);
+            const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
             const RgbView &v = views[i];
             const uint8_t *bits = nullptr;
             size_t size = 0;
@@ -379,7 +383,7 @@ py::list decode_batch(const std::vector<py::object> &datas, size_t threads)
 // encoded at per-image QPs and decoded back into `out` (same shape), both
 // typically views of pinned host buffers. Returns the files and their bits.
 py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const std::vector<int> &qps,
-                              int chroma, int level, size_t threads, U8Array out)
+                              int chroma, int level, size_t threads, U8Array out, const std::string &x265_params)
 {
     if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
         throw py::value_error("width and height must be >= 1 and chroma in 0..3");
@@ -399,7 +403,7 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const s
     {
         py::gil_scoped_release nogil;
         global_pool(threads).parallel_for(n, threads, [&](size_t i) {
-            const bpg_encode_options o = make_options(qps[i], chroma, level);
+            const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
             const uint8_t *bits = nullptr;
             size_t size = 0;
             bpg_status s =
@@ -437,9 +441,10 @@ PYBIND11_MODULE(_bpg, m)
     m.attr("MAX_PIXELS") = BPG_MAX_PIXELS;
     m.attr("MAX_SIDE") = BPG_MAX_SIDE;
     m.def("read_info", &read_info, py::arg("data"));
-    m.def("encode_rgb", &encode_rgb, py::arg("image"), py::arg("qp"), py::arg("chroma"), py::arg("level"));
+    m.def("encode_rgb", &encode_rgb, py::arg("image"), py::arg("qp"), py::arg("chroma"), py::arg("level"),
+          py::arg("x265_params") = "");
     m.def("encode_yuv", &encode_yuv, py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("qp"),
-          py::arg("chroma"), py::arg("level"));
+          py::arg("chroma"), py::arg("level"), py::arg("x265_params") = "");
     m.def("decode_rgb", &decode_rgb, py::arg("data"));
     m.def("decode_yuv", &decode_yuv, py::arg("data"));
     m.def("annexb", &annexb, py::arg("data"));
@@ -447,10 +452,12 @@ PYBIND11_MODULE(_bpg, m)
     m.def("yuv_to_rgb", &yuv_to_rgb, py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("chroma"));
     m.def("layout", &layout, py::arg("width"), py::arg("height"), py::arg("chroma"));
     m.def("roundtrip_batch", &roundtrip_batch, py::arg("images"), py::arg("qps"), py::arg("chroma"),
-          py::arg("level"), py::arg("threads") = 0, py::arg("decode") = true, py::arg("out") = py::none());
+          py::arg("level"), py::arg("threads") = 0, py::arg("decode") = true, py::arg("out") = py::none(),
+          py::arg("x265_params") = "");
     m.def("decode_batch", &decode_batch, py::arg("datas"), py::arg("threads") = 0);
     m.def("roundtrip_yuv_batch", &roundtrip_yuv_batch, py::arg("yuv"), py::arg("width"), py::arg("height"),
-          py::arg("qps"), py::arg("chroma"), py::arg("level"), py::arg("threads"), py::arg("out"));
+          py::arg("qps"), py::arg("chroma"), py::arg("level"), py::arg("threads"), py::arg("out"),
+          py::arg("x265_params") = "");
     m.def(
         "pool_threads", [](size_t threads) { return global_pool(threads).size(); }, py::arg("threads") = 0,
         "Size of the codec thread pool after growing it to at least `threads` (0: one per core).");

@@ -125,6 +125,8 @@ bpg_status encode_planes(bpg_encoder *enc, const uint8_t *yuv, int width, int he
     key.chroma = o->chroma;
     key.level = o->level;
     key.pad_unit = bpg_cm_pad_unit(width, height);
+    if (o->x265_params != nullptr)
+        key.extra = o->x265_params;
     std::string err;
     X265Lease x = acquire_x265(key, &err);
     if (!x)
@@ -217,6 +219,7 @@ void bpg_encode_options_init(bpg_encode_options *opts)
     opts->chroma = BPG_CM_420;
     opts->level = 8;
     opts->bit_depth = 8;
+    opts->x265_params = nullptr;
 }
 
 bpg_encoder *bpg_encoder_new(void) { return new (std::nothrow) bpg_encoder(); }

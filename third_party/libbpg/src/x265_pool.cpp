@@ -41,6 +41,41 @@ int x265_csp(int chroma)
     }
 }
 
+// Applies "name=value:name=value" through x265's own parser.
+bool apply_extra(const x265_api *api, x265_param *p, const std::string &extra, std::string *err)
+{
+    size_t start = 0;
+    while (start < extra.size()) {
+        size_t end = extra.find(':', start);
+        if (end == std::string::npos)
+            end = extra.size();
+        const std::string item = extra.substr(start, end - start);
+        start = end + 1;
+        if (item.empty())
+            continue;
+        const size_t eq = item.find('=');
+        const std::string name = item.substr(0, eq);
+        const std::string value = eq == std::string::npos ? "1" : item.substr(eq + 1);
+        // These are fixed by the BPG format or by the encoder pool.
+        static const char *const kFixed[] = {"ctu", "min-cu-size", "input-csp", "input-res", "input-depth",
+                                             "fps", "keyint", "min-keyint", "bframes", "rc-lookahead",
+                                             "frames", "repeat-headers", "info", "frame-threads", "pools",
+                                             "numa-pools", "qp", "crf", "bitrate", "open-gop", "preset",
+                                             "tune", "output-depth", "interlace"};
+        for (const char *f : kFixed) {
+            if (name == f) {
+                *err = "x265 parameter '" + name + "' is set by the BPG encoder and cannot be overridden";
+                return false;
+            }
+        }
+        if (api->param_parse(p, name.c_str(), value.c_str()) != 0) {
+            *err = "x265 rejected parameter '" + item + "'";
+            return false;
+        }
+    }
+    return true;
+}
+
 class Pool
 {
   public:
@@ -122,6 +157,10 @@ X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
     p->minCUSize = static_cast<uint32_t>(cfg.min_cu);
     if (p->maxTUSize > p->maxCUSize)
         p->maxTUSize = p->maxCUSize;
+    if (!apply_extra(api, p, key.extra, err)) {
+        delete e;
+        return nullptr;
+    }
     e->enc = api->encoder_open(p);
     if (e->enc == nullptr) {
         delete e;

@@ -22,10 +22,11 @@ namespace bpg {
 struct X265Key {
     int coded_w = 0, coded_h = 0, chroma = 0, level = 0;
     int pad_unit = 8; // 16 when a side is <= 8: then the min CU is 16 too
+    std::string extra; // extra x265 parameters, "name=value:name=value"
     bool operator==(const X265Key &o) const
     {
         return coded_w == o.coded_w && coded_h == o.coded_h && chroma == o.chroma &&
-               level == o.level && pad_unit == o.pad_unit;
+               level == o.level && pad_unit == o.pad_unit && extra == o.extra;
     }
 };
 

@@ -47,6 +47,9 @@ typedef struct bpg_encode_options {
     int chroma;    /* BPG_CM_GRAY/420/422/444, default 420 */
     int level;     /* compression level 1..9 (x265 preset), default 8 */
     int bit_depth; /* 8 */
+    /* Extra x265 parameters applied after the preset, "name=value:name=value"
+     * in x265's command-line names (NULL or "" for none). */
+    const char *x265_params;
 } bpg_encode_options;
 
 typedef struct bpg_info {

@@ -1,0 +1,75 @@
+"""Pillow plugin: ``Image.open("x.bpg")`` decodes, ``img.save("x.bpg", qp=...)`` encodes.
+
+Registered when :mod:`npp_ext` is imported. Save options: ``qp`` (0..51, default 29),
+``chroma`` ("420", "444", "422", "gray"), ``level`` (1..9, default 8), ``x265_params``.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from PIL import Image, ImageFile
+
+_MAGIC = b"BPG\xfb"
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:4] == _MAGIC
+
+
+class BpgImageFile(ImageFile.ImageFile):
+    """A ``.bpg`` file opened by Pillow; pixels are decoded on ``load()``."""
+
+    format = "BPG"
+    format_description = "Better Portable Graphics"
+
+    def _open(self) -> None:
+        from . import bpg
+
+        start = self.fp.tell()
+        data = self.fp.read()
+        if not _accept(data):
+            raise SyntaxError("not a BPG file")
+        info = bpg.read_info(data)
+        if not info.supported:
+            raise bpg.BPGError("this BPG file uses a feature npp_ext cannot decode")
+        self._mode = "RGB"
+        self._size = (info.width, info.height)
+        tile = getattr(ImageFile, "_Tile", None)
+        args = ("bpg", (0, 0) + self.size, start, None)
+        self.tile = [tile(*args) if tile else args]
+
+
+class _BpgDecoder(ImageFile.PyDecoder):
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes | Any) -> tuple[int, int]:
+        from . import _bpg
+
+        assert self.fd is not None
+        rgb = _bpg.decode_rgb(self.fd.read())
+        self.set_as_raw(rgb.tobytes())
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from . import bpg
+
+    opts = im.encoderinfo
+    data = bpg.encode(
+        im.convert("RGB"),
+        opts.get("qp", 29),
+        chroma=opts.get("chroma", "420"),
+        level=opts.get("level", 8),
+        x265_params=opts.get("x265_params"),
+    )
+    fp.write(data)
+
+
+def register() -> None:
+    """Register the BPG format with Pillow (idempotent)."""
+    Image.register_open(BpgImageFile.format, BpgImageFile, _accept)
+    Image.register_save(BpgImageFile.format, _save)
+    Image.register_extension(BpgImageFile.format, ".bpg")
+    Image.register_mime(BpgImageFile.format, "image/bpg")
+    Image.register_decoder("bpg", _BpgDecoder)
