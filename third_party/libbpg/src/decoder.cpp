@@ -119,7 +119,7 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         de265_reset(dec->ctx);
     }
     de265_decoder_context *ctx = dec->ctx;
-    const std::vector<uint8_t> vps = make_vps(*h), sps = make_sps(*h);
+    const std::vector<uint8_t> vps = make_vps(*h), sps = make_sps(*h, false);
     de265_push_NAL(ctx, vps.data(), static_cast<int>(vps.size()), 0, nullptr);
     de265_push_NAL(ctx, sps.data(), static_cast<int>(sps.size()), 0, nullptr);
     const std::vector<NalRef> nals = split_nals(data + h->hevc_data_offset, h->hevc_data_size, false);

@@ -261,7 +261,7 @@ std::vector<uint8_t> make_vps(const Header &h)
     return finish_nal(32, bw);
 }
 
-std::vector<uint8_t> make_sps(const Header &h)
+std::vector<uint8_t> make_sps(const Header &h, bool crop)
 {
     const HevcParams &p = h.hevc;
     const int chroma = chroma_of_pixel_format(h.pixel_format);
@@ -284,7 +284,8 @@ std::vector<uint8_t> make_sps(const Header &h)
     bw.put_ue(coded_h);
     // Odd sizes in subsampled formats cannot be cropped exactly here; the BPG
     // decoder crops to the header's size itself.
-    const uint32_t right = (coded_w - h.width) / sub_w, bottom = (coded_h - h.height) / sub_h;
+    const uint32_t right = crop ? (coded_w - h.width) / sub_w : 0;
+    const uint32_t bottom = crop ? (coded_h - h.height) / sub_h : 0;
     bw.put_flag(right != 0 || bottom != 0);
     if (right != 0 || bottom != 0) {
         bw.put_ue(0);

@@ -52,9 +52,12 @@ bpg_status parse_header(const uint8_t *data, size_t size, Header *h, std::string
 std::vector<uint8_t> write_header(const Header &h);
 
 // Synthesized VPS and SPS NAL units (2-byte NAL header included, escaped,
-// no start code) implied by the header.
+// no start code) implied by the header. Without `crop` the SPS has no
+// conformance window (the picture keeps its coded size): libde265 1.0.11
+// scales the bottom crop of 4:2:2 pictures by 2 and rejects valid windows,
+// and the BPG decoder crops to the header's size itself anyway.
 std::vector<uint8_t> make_vps(const Header &h);
-std::vector<uint8_t> make_sps(const Header &h);
+std::vector<uint8_t> make_sps(const Header &h, bool crop = true);
 
 // One NAL unit inside a byte buffer (no start code).
 struct NalRef {
