@@ -155,7 +155,9 @@ def _check_size(h: int, w: int) -> None:
     if h < 1 or w < 1:
         raise ValueError(f"image must be at least 1x1, got {w}x{h}")
     if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
-        raise ValueError(f"image {w}x{h} exceeds the size limit ({MAX_SIDE} per side, {MAX_PIXELS} pixels)")
+        raise ValueError(
+            f"image {w}x{h} exceeds the size limit ({MAX_SIDE} per side, {MAX_PIXELS} pixels)"
+        )
 
 
 def _to_rgb_u8(image: Any) -> tuple[np.ndarray, str]:
@@ -275,7 +277,13 @@ def roundtrip(
     """Encode then decode one image; returns (decoded image of the input's type, file bits)."""
     arr, kind = _to_rgb_u8(image)
     files, decoded, bits = _bpg.roundtrip_batch(
-        [arr], [_check_qp(qp)], _chroma_code(chroma), _check_level(level), 1, True, None,
+        [arr],
+        [_check_qp(qp)],
+        _chroma_code(chroma),
+        _check_level(level),
+        1,
+        True,
+        None,
         _x265(x265_params),
     )
     return _from_rgb_u8(decoded[0], kind), int(bits[0])
@@ -288,11 +296,15 @@ def _batch_to_list(images: Any) -> tuple[list[np.ndarray], str, bool]:
     """List of (H, W, 3) uint8 arrays, the element kind, and whether the input was stacked."""
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
-            raise ValueError(f"a stacked numpy batch must be (N, H, W, 3), got shape {images.shape}")
+            raise ValueError(
+                f"a stacked numpy batch must be (N, H, W, 3), got shape {images.shape}"
+            )
         return [_to_rgb_u8(im)[0] for im in images], "numpy", True
     if _is_torch(images):
         if images.dim() != 4:
-            raise ValueError(f"a stacked tensor batch must be (N, 3, H, W), got {tuple(images.shape)}")
+            raise ValueError(
+                f"a stacked tensor batch must be (N, 3, H, W), got {tuple(images.shape)}"
+            )
         items = [_to_rgb_u8(im) for im in images]
         return [a for a, _ in items], (items[0][1] if items else "torch_u8"), True
     if isinstance(images, (list, tuple)):
@@ -301,7 +313,9 @@ def _batch_to_list(images: Any) -> tuple[list[np.ndarray], str, bool]:
         if len(kinds) > 1:
             raise TypeError(f"all images of a batch must be of one type, got {sorted(kinds)}")
         return [a for a, _ in items], (kinds.pop() if kinds else "numpy"), False
-    raise TypeError("images must be a list of images, an (N, H, W, 3) uint8 array or an (N, 3, H, W) tensor")
+    raise TypeError(
+        "images must be a list of images, an (N, H, W, 3) uint8 array or an (N, 3, H, W) tensor"
+    )
 
 
 def _restack(decoded: list[np.ndarray], kind: str) -> Any:
@@ -324,21 +338,31 @@ def encode_batch(
     """Encode N images (mixed sizes allowed) on the thread pool; one QP for all or one per image."""
     arrays, _, _ = _batch_to_list(images)
     files, _, _ = _bpg.roundtrip_batch(
-        arrays, _qps_for(qp, len(arrays)), _chroma_code(chroma), _check_level(level),
-        _check_threads(threads), False, None, _x265(x265_params),
+        arrays,
+        _qps_for(qp, len(arrays)),
+        _chroma_code(chroma),
+        _check_level(level),
+        _check_threads(threads),
+        False,
+        None,
+        _x265(x265_params),
     )
     return list(files)
 
 
-def decode_batch(datas: Sequence[Any], *, threads: int | None = None, output: str = "numpy") -> list[Any]:
+def decode_batch(
+    datas: Sequence[Any], *, threads: int | None = None, output: str = "numpy"
+) -> list[Any]:
     """Decode N ``.bpg`` files on the thread pool; returns a list of images (see :func:`decode`)."""
     if not isinstance(datas, (list, tuple)):
         raise TypeError("datas must be a list of bytes-like objects")
     decoded = _bpg.decode_batch([_as_bytes(d) for d in datas], _check_threads(threads))
     if output == "numpy":
         return decoded
-    return [_from_rgb_u8(a, {"torch": "torch_u8", "torch_float": "torch_float", "pil": "pil"}[output])
-            for a in decoded]
+    return [
+        _from_rgb_u8(a, {"torch": "torch_u8", "torch_float": "torch_float", "pil": "pil"}[output])
+        for a in decoded
+    ]
 
 
 def roundtrip_batch(
@@ -362,7 +386,13 @@ def roundtrip_batch(
     if stacked and kind == "numpy" and arrays:
         out = np.empty((len(arrays),) + arrays[0].shape, np.uint8)
     files, decoded, bits = _bpg.roundtrip_batch(
-        arrays, qps, _chroma_code(chroma), _check_level(level), _check_threads(threads), True, out,
+        arrays,
+        qps,
+        _chroma_code(chroma),
+        _check_level(level),
+        _check_threads(threads),
+        True,
+        out,
         _x265(x265_params),
     )
     if out is not None:
@@ -377,8 +407,13 @@ def roundtrip_batch(
 
 def yuv_layout(width: int, height: int, chroma: str = "420") -> dict[str, int]:
     """Sizes of the padded planar YUV layout the encoder takes and the decoder gives."""
-    return dict(_bpg.layout(_check_int("width", width, 1, MAX_SIDE),
-                            _check_int("height", height, 1, MAX_SIDE), _chroma_code(chroma)))
+    return dict(
+        _bpg.layout(
+            _check_int("width", width, 1, MAX_SIDE),
+            _check_int("height", height, 1, MAX_SIDE),
+            _chroma_code(chroma),
+        )
+    )
 
 
 def _check_yuv(yuv: Any, width: int, height: int, chroma: str) -> np.ndarray:
@@ -390,7 +425,9 @@ def _check_yuv(yuv: Any, width: int, height: int, chroma: str) -> np.ndarray:
         raise TypeError("yuv must be a uint8 numpy array or CPU tensor")
     total = yuv_layout(width, height, chroma)["total"]
     if yuv.size != total:
-        raise ValueError(f"yuv must hold {total} bytes for {width}x{height} {chroma}, got {yuv.size}")
+        raise ValueError(
+            f"yuv must hold {total} bytes for {width}x{height} {chroma}, got {yuv.size}"
+        )
     return np.ascontiguousarray(yuv.reshape(-1))
 
 
@@ -407,8 +444,15 @@ def encode_yuv(
     """Encode planar YUV already in the padded layout of :func:`yuv_layout`."""
     _check_size(height, width)
     arr = _check_yuv(yuv, width, height, chroma)
-    return _bpg.encode_yuv(arr, width, height, _check_qp(qp), _chroma_code(chroma),
-                           _check_level(level), _x265(x265_params))
+    return _bpg.encode_yuv(
+        arr,
+        width,
+        height,
+        _check_qp(qp),
+        _chroma_code(chroma),
+        _check_level(level),
+        _x265(x265_params),
+    )
 
 
 def decode_yuv(data: Any) -> tuple[np.ndarray, BPGInfo]:
@@ -426,7 +470,9 @@ def rgb_to_yuv(image: Any, chroma: str = "420") -> np.ndarray:
 def yuv_to_rgb(yuv: Any, width: int, height: int, chroma: str = "420") -> np.ndarray:
     """The reference decoder's YUV -> RGB conversion, as an (H, W, 3) uint8 array."""
     _check_size(height, width)
-    return _bpg.yuv_to_rgb(_check_yuv(yuv, width, height, chroma), width, height, _chroma_code(chroma))
+    return _bpg.yuv_to_rgb(
+        _check_yuv(yuv, width, height, chroma), width, height, _chroma_code(chroma)
+    )
 
 
 # ---- files -----------------------------------------------------------------------------
@@ -434,13 +480,25 @@ def yuv_to_rgb(yuv: Any, width: int, height: int, chroma: str = "420") -> np.nda
 
 def _info_from_dict(d: dict[str, Any]) -> BPGInfo:
     hevc_keys = (
-        "log2_min_cb_size", "log2_max_cb_size", "log2_min_tb_size", "log2_max_tb_size",
-        "max_transform_hierarchy_depth_intra", "sao", "pcm", "strong_intra_smoothing",
+        "log2_min_cb_size",
+        "log2_max_cb_size",
+        "log2_min_tb_size",
+        "log2_max_tb_size",
+        "max_transform_hierarchy_depth_intra",
+        "sao",
+        "pcm",
+        "strong_intra_smoothing",
     )
     return BPGInfo(
-        width=d["width"], height=d["height"], chroma=_CHROMA_NAMES[d["chroma"]],
-        bit_depth=d["bit_depth"], color_space=d["color_space"], has_alpha=d["has_alpha"],
-        limited_range=d["limited_range"], animation=d["animation"], supported=d["supported"],
+        width=d["width"],
+        height=d["height"],
+        chroma=_CHROMA_NAMES[d["chroma"]],
+        bit_depth=d["bit_depth"],
+        color_space=d["color_space"],
+        has_alpha=d["has_alpha"],
+        limited_range=d["limited_range"],
+        animation=d["animation"],
+        supported=d["supported"],
         hevc={k: d[k] for k in hevc_keys},
     )
 

@@ -3,9 +3,11 @@
 #include <memory>
 #include <new>
 
-namespace npp_ext {
+namespace npp_ext
+{
 
-namespace {
+namespace
+{
 struct EncoderDeleter {
     void operator()(bpg_encoder *e) const { bpg_encoder_free(e); }
 };

@@ -5,7 +5,8 @@
 
 #include <bpg/bpg.h>
 
-namespace npp_ext {
+namespace npp_ext
+{
 
 bpg_encoder *thread_encoder();
 bpg_decoder *thread_decoder();

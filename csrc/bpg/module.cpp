@@ -19,8 +19,10 @@
 
 namespace py = pybind11;
 
-namespace npp_ext {
-namespace {
+namespace npp_ext
+{
+namespace
+{
 
 using U8Array = py::array_t<uint8_t, py::array::c_style>;
 
@@ -142,7 +144,8 @@ py::dict read_info(const py::object &data)
     return d;
 }
 
-py::bytes encode_rgb(const U8Array &img, int qp, int chroma, int level, const std::string &x265_params)
+py::bytes encode_rgb(const U8Array &img, int qp, int chroma, int level,
+                     const std::string &x265_params)
 {
     const RgbView v = view_rgb(img);
     const bpg_encode_options o = make_options(qp, chroma, level, x265_params);
@@ -167,8 +170,8 @@ py::bytes encode_yuv(const U8Array &yuv, int width, int height, int qp, int chro
     bpg_status s;
     {
         py::gil_scoped_release nogil;
-        s = bpg_encode_yuv(thread_encoder(), yuv.data(), static_cast<size_t>(yuv.size()), width, height,
-                           &o, &out, &n);
+        s = bpg_encode_yuv(thread_encoder(), yuv.data(), static_cast<size_t>(yuv.size()), width,
+                           height, &o, &out, &n);
     }
     if (s != BPG_OK)
         raise(encoder_failure(s), "");
@@ -183,8 +186,9 @@ U8Array decode_rgb(const py::object &data)
     bpg_status s;
     {
         py::gil_scoped_release nogil;
-        s = bpg_decode_rgb(thread_decoder(), b.data, b.size, out.mutable_data(), static_cast<size_t>(out.size()),
-                           3 * static_cast<ptrdiff_t>(info.width), nullptr);
+        s = bpg_decode_rgb(thread_decoder(), b.data, b.size, out.mutable_data(),
+                           static_cast<size_t>(out.size()), 3 * static_cast<ptrdiff_t>(info.width),
+                           nullptr);
     }
     if (s != BPG_OK)
         raise(decoder_failure(s), "");
@@ -225,7 +229,8 @@ U8Array rgb_to_yuv(const U8Array &img, int chroma)
         throw py::value_error("chroma must be 0, 1, 2 or 3");
     const bpg_cm_layout l = bpg_cm_make_layout(v.width, v.height, chroma);
     U8Array out(static_cast<py::ssize_t>(l.total));
-    const bpg_status s = bpg_rgb_to_yuv(v.data, v.width, v.height, v.stride, chroma, out.mutable_data(), l.total);
+    const bpg_status s =
+        bpg_rgb_to_yuv(v.data, v.width, v.height, v.stride, chroma, out.mutable_data(), l.total);
     if (s != BPG_OK)
         raise({s, bpg_status_string(s)}, "rgb_to_yuv: ");
     return out;
@@ -236,8 +241,9 @@ U8Array yuv_to_rgb(const U8Array &yuv, int width, int height, int chroma)
     if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
         throw py::value_error("width and height must be >= 1 and chroma in 0..3");
     U8Array out({height, width, 3});
-    const bpg_status s = bpg_yuv_to_rgb(yuv.data(), static_cast<size_t>(yuv.size()), width, height, chroma,
-                                        out.mutable_data(), static_cast<size_t>(out.size()), 3 * width);
+    const bpg_status s =
+        bpg_yuv_to_rgb(yuv.data(), static_cast<size_t>(yuv.size()), width, height, chroma,
+                       out.mutable_data(), static_cast<size_t>(out.size()), 3 * width);
     if (s != BPG_OK)
         raise({s, s == BPG_ERR_BUFFER_TOO_SMALL ? "yuv buffer size does not match the layout"
                                                 : bpg_status_string(s)},
@@ -282,8 +288,8 @@ std::vector<int> check_qps(const std::vector<int> &qps, size_t n)
 
 // Encode (and optionally decode) a list of RGB images. When `out` is given
 // (an (N, H, W, 3) uint8 array), decoded pixels go straight into it.
-py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<int> &qps, int chroma,
-                          int level, size_t threads, bool decode, const py::object &out,
+py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<int> &qps,
+                          int chroma, int level, size_t threads, bool decode, const py::object &out,
                           const std::string &x265_params)
 {
     const size_t n = images.size();
@@ -296,8 +302,8 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
     const bool into_stacked = decode && !out.is_none();
     if (into_stacked) {
         stacked = out.cast<U8Array>();
-        if (stacked.ndim() != 4 || static_cast<size_t>(stacked.shape(0)) != n || stacked.shape(3) != 3 ||
-            !stacked.writeable())
+        if (stacked.ndim() != 4 || static_cast<size_t>(stacked.shape(0)) != n ||
+            stacked.shape(3) != 3 || !stacked.writeable())
             throw py::value_error("out must be a writable (N, H, W, 3) uint8 array");
         for (const RgbView &v : views)
             if (v.width != stacked.shape(2) || v.height != stacked.shape(1))
@@ -319,7 +325,8 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
             const RgbView &v = views[i];
             const uint8_t *bits = nullptr;
             size_t size = 0;
-            bpg_status s = bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o, &bits, &size);
+            bpg_status s = bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o,
+                                          &bits, &size);
             if (s != BPG_OK) {
                 fails[i] = encoder_failure(s);
                 return;
@@ -327,8 +334,9 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
             files[i].assign(bits, bits + size);
             if (!decode)
                 return;
-            s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i], 3 * size_t(v.width) * v.height,
-                               3 * static_cast<ptrdiff_t>(v.width), nullptr);
+            s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i],
+                               3 * size_t(v.width) * v.height, 3 * static_cast<ptrdiff_t>(v.width),
+                               nullptr);
             if (s != BPG_OK)
                 fails[i] = decoder_failure(s);
         });
@@ -337,7 +345,8 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
     py::list py_files;
     py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
     for (size_t i = 0; i < n; ++i) {
-        py_files.append(py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
+        py_files.append(
+            py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
         nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
     }
     py::object decoded = py::none();
@@ -368,9 +377,10 @@ py::list decode_batch(const std::vector<py::object> &datas, size_t threads)
     {
         py::gil_scoped_release nogil;
         global_pool(threads).parallel_for(n, threads, [&](size_t i) {
-            const bpg_status s = bpg_decode_rgb(thread_decoder(), views[i].data, views[i].size, dst[i],
-                                                static_cast<size_t>(outs[i].size()),
-                                                3 * static_cast<ptrdiff_t>(outs[i].shape(1)), nullptr);
+            const bpg_status s =
+                bpg_decode_rgb(thread_decoder(), views[i].data, views[i].size, dst[i],
+                               static_cast<size_t>(outs[i].size()),
+                               3 * static_cast<ptrdiff_t>(outs[i].shape(1)), nullptr);
             if (s != BPG_OK)
                 fails[i] = decoder_failure(s);
         });
@@ -382,8 +392,9 @@ py::list decode_batch(const std::vector<py::object> &datas, size_t threads)
 // The training-step path: N same-size images in the padded YUV layout,
 // encoded at per-image QPs and decoded back into `out` (same shape), both
 // typically views of pinned host buffers. Returns the files and their bits.
-py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const std::vector<int> &qps,
-                              int chroma, int level, size_t threads, U8Array out, const std::string &x265_params)
+py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
+                              const std::vector<int> &qps, int chroma, int level, size_t threads,
+                              U8Array out, const std::string &x265_params)
 {
     if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
         throw py::value_error("width and height must be >= 1 and chroma in 0..3");
@@ -393,8 +404,8 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const s
                               std::to_string(width) + "x" + std::to_string(height));
     const size_t n = static_cast<size_t>(yuv.shape(0));
     check_qps(qps, n);
-    if (out.ndim() != 2 || static_cast<size_t>(out.shape(0)) != n || static_cast<size_t>(out.shape(1)) != l.total ||
-        !out.writeable())
+    if (out.ndim() != 2 || static_cast<size_t>(out.shape(0)) != n ||
+        static_cast<size_t>(out.shape(1)) != l.total || !out.writeable())
         throw py::value_error("out must be a writable uint8 array shaped like yuv");
     const uint8_t *src = yuv.data();
     uint8_t *dst = out.mutable_data();
@@ -406,14 +417,15 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const s
             const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
             const uint8_t *bits = nullptr;
             size_t size = 0;
-            bpg_status s =
-                bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width, height, &o, &bits, &size);
+            bpg_status s = bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width,
+                                          height, &o, &bits, &size);
             if (s != BPG_OK) {
                 fails[i] = encoder_failure(s);
                 return;
             }
             files[i].assign(bits, bits + size);
-            s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total, nullptr);
+            s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total,
+                               nullptr);
             if (s != BPG_OK)
                 fails[i] = decoder_failure(s);
         });
@@ -422,7 +434,8 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height, const s
     py::list py_files;
     py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
     for (size_t i = 0; i < n; ++i) {
-        py_files.append(py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
+        py_files.append(
+            py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
         nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
     }
     return py::make_tuple(py_files, nbits);
@@ -441,24 +454,26 @@ PYBIND11_MODULE(_bpg, m)
     m.attr("MAX_PIXELS") = BPG_MAX_PIXELS;
     m.attr("MAX_SIDE") = BPG_MAX_SIDE;
     m.def("read_info", &read_info, py::arg("data"));
-    m.def("encode_rgb", &encode_rgb, py::arg("image"), py::arg("qp"), py::arg("chroma"), py::arg("level"),
-          py::arg("x265_params") = "");
-    m.def("encode_yuv", &encode_yuv, py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("qp"),
-          py::arg("chroma"), py::arg("level"), py::arg("x265_params") = "");
+    m.def("encode_rgb", &encode_rgb, py::arg("image"), py::arg("qp"), py::arg("chroma"),
+          py::arg("level"), py::arg("x265_params") = "");
+    m.def("encode_yuv", &encode_yuv, py::arg("yuv"), py::arg("width"), py::arg("height"),
+          py::arg("qp"), py::arg("chroma"), py::arg("level"), py::arg("x265_params") = "");
     m.def("decode_rgb", &decode_rgb, py::arg("data"));
     m.def("decode_yuv", &decode_yuv, py::arg("data"));
     m.def("annexb", &annexb, py::arg("data"));
     m.def("rgb_to_yuv", &rgb_to_yuv, py::arg("image"), py::arg("chroma"));
-    m.def("yuv_to_rgb", &yuv_to_rgb, py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("chroma"));
+    m.def("yuv_to_rgb", &yuv_to_rgb, py::arg("yuv"), py::arg("width"), py::arg("height"),
+          py::arg("chroma"));
     m.def("layout", &layout, py::arg("width"), py::arg("height"), py::arg("chroma"));
     m.def("roundtrip_batch", &roundtrip_batch, py::arg("images"), py::arg("qps"), py::arg("chroma"),
-          py::arg("level"), py::arg("threads") = 0, py::arg("decode") = true, py::arg("out") = py::none(),
-          py::arg("x265_params") = "");
+          py::arg("level"), py::arg("threads") = 0, py::arg("decode") = true,
+          py::arg("out") = py::none(), py::arg("x265_params") = "");
     m.def("decode_batch", &decode_batch, py::arg("datas"), py::arg("threads") = 0);
-    m.def("roundtrip_yuv_batch", &roundtrip_yuv_batch, py::arg("yuv"), py::arg("width"), py::arg("height"),
-          py::arg("qps"), py::arg("chroma"), py::arg("level"), py::arg("threads"), py::arg("out"),
-          py::arg("x265_params") = "");
+    m.def("roundtrip_yuv_batch", &roundtrip_yuv_batch, py::arg("yuv"), py::arg("width"),
+          py::arg("height"), py::arg("qps"), py::arg("chroma"), py::arg("level"),
+          py::arg("threads"), py::arg("out"), py::arg("x265_params") = "");
     m.def(
-        "pool_threads", [](size_t threads) { return global_pool(threads).size(); }, py::arg("threads") = 0,
+        "pool_threads", [](size_t threads) { return global_pool(threads).size(); },
+        py::arg("threads") = 0,
         "Size of the codec thread pool after growing it to at least `threads` (0: one per core).");
 }

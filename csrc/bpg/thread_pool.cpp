@@ -5,7 +5,8 @@
 #include <exception>
 #include <memory>
 
-namespace npp_ext {
+namespace npp_ext
+{
 
 ThreadPool::ThreadPool(size_t threads)
 {

@@ -11,7 +11,8 @@
 #include <thread>
 #include <vector>
 
-namespace npp_ext {
+namespace npp_ext
+{
 
 class ThreadPool
 {

@@ -1,6 +1,7 @@
 #include "bitstream.h"
 
-namespace bpg {
+namespace bpg
+{
 
 void BitWriter::put(uint32_t value, int bits)
 {

@@ -6,7 +6,8 @@
 #include <string>
 #include <vector>
 
-namespace bpg {
+namespace bpg
+{
 
 // MSB-first bit writer with HEVC exp-Golomb codes.
 class BitWriter

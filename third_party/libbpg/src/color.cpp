@@ -5,7 +5,8 @@
 
 #include "bpg/color_math.h"
 
-namespace bpg {
+namespace bpg
+{
 
 void pad_plane(uint8_t *plane, int w, int h, int pw, int ph)
 {
@@ -18,14 +19,16 @@ void pad_plane(uint8_t *plane, int w, int h, int pw, int ph)
                     static_cast<size_t>(pw));
 }
 
-namespace {
+namespace
+{
 
 // One row of the 10-tap decimation with edge replication.
 template <typename T> int down_sum(const T *src, int n, int i, ptrdiff_t step)
 {
     int sum = 0;
     for (int k = 0; k < 10; ++k)
-        sum += bpg_cm_down_tap(k) * static_cast<int>(src[bpg_cm_clampi(2 * i - 4 + k, 0, n - 1) * step]);
+        sum += bpg_cm_down_tap(k) *
+               static_cast<int>(src[bpg_cm_clampi(2 * i - 4 + k, 0, n - 1) * step]);
     return sum;
 }
 
@@ -36,16 +39,16 @@ void decimate(const uint8_t *full, int w, int h, int chroma, uint8_t *out, int p
     if (chroma == BPG_CM_422) {
         for (int y = 0; y < h; ++y)
             for (int x = 0; x < cw; ++x)
-                out[static_cast<size_t>(y) * pw + x] =
-                    static_cast<uint8_t>(bpg_cm_down422_round(down_sum(full + static_cast<size_t>(y) * w, w, x, 1)));
+                out[static_cast<size_t>(y) * pw + x] = static_cast<uint8_t>(
+                    bpg_cm_down422_round(down_sum(full + static_cast<size_t>(y) * w, w, x, 1)));
         return;
     }
     const int ch = (h + 1) / 2;
     std::vector<int16_t> tmp(static_cast<size_t>(cw) * h);
     for (int y = 0; y < h; ++y)
         for (int x = 0; x < cw; ++x)
-            tmp[static_cast<size_t>(y) * cw + x] =
-                static_cast<int16_t>(bpg_cm_down420_h_round(down_sum(full + static_cast<size_t>(y) * w, w, x, 1)));
+            tmp[static_cast<size_t>(y) * cw + x] = static_cast<int16_t>(
+                bpg_cm_down420_h_round(down_sum(full + static_cast<size_t>(y) * w, w, x, 1)));
     for (int y = 0; y < ch; ++y)
         for (int x = 0; x < cw; ++x)
             out[static_cast<size_t>(y) * pw + x] =
@@ -58,7 +61,8 @@ template <typename T> int up_sum(const T *src, int n, int o, ptrdiff_t step)
     const int i = o >> 1, p = o & 1;
     int sum = 0;
     for (int k = 0; k < 7; ++k)
-        sum += bpg_cm_up_tap(p, k) * static_cast<int>(src[bpg_cm_clampi(i - 3 + k, 0, n - 1) * step]);
+        sum +=
+            bpg_cm_up_tap(p, k) * static_cast<int>(src[bpg_cm_clampi(i - 3 + k, 0, n - 1) * step]);
     return sum;
 }
 
@@ -69,8 +73,8 @@ void interpolate(const uint8_t *plane, int pw, int w, int h, int chroma, uint8_t
     if (chroma == BPG_CM_422) {
         for (int y = 0; y < h; ++y)
             for (int x = 0; x < w; ++x)
-                full[static_cast<size_t>(y) * w + x] =
-                    static_cast<uint8_t>(bpg_cm_up422_round(up_sum(plane + static_cast<size_t>(y) * pw, cw, x, 1)));
+                full[static_cast<size_t>(y) * w + x] = static_cast<uint8_t>(
+                    bpg_cm_up422_round(up_sum(plane + static_cast<size_t>(y) * pw, cw, x, 1)));
         return;
     }
     const int ch = (h + 1) / 2;
@@ -80,8 +84,8 @@ void interpolate(const uint8_t *plane, int pw, int w, int h, int chroma, uint8_t
             tmp[static_cast<size_t>(y) * cw + x] = up_sum(plane + x, ch, y, pw);
     for (int y = 0; y < h; ++y)
         for (int x = 0; x < w; ++x)
-            full[static_cast<size_t>(y) * w + x] =
-                static_cast<uint8_t>(bpg_cm_up_h_round(up_sum(tmp.data() + static_cast<size_t>(y) * cw, cw, x, 1)));
+            full[static_cast<size_t>(y) * w + x] = static_cast<uint8_t>(
+                bpg_cm_up_h_round(up_sum(tmp.data() + static_cast<size_t>(y) * cw, cw, x, 1)));
 }
 
 } // namespace
@@ -101,7 +105,8 @@ void rgb_to_planes(const uint8_t *rgb, int width, int height, ptrdiff_t stride, 
     for (int y = 0; y < height; ++y) {
         const uint8_t *s = rgb + y * stride;
         for (int x = 0; x < width; ++x, s += 3) {
-            py[static_cast<size_t>(y) * l.coded_w + x] = static_cast<uint8_t>(bpg_cm_rgb_to_y(s[0], s[1], s[2]));
+            py[static_cast<size_t>(y) * l.coded_w + x] =
+                static_cast<uint8_t>(bpg_cm_rgb_to_y(s[0], s[1], s[2]));
             if (chroma == BPG_CM_GRAY)
                 continue;
             const uint8_t u = static_cast<uint8_t>(bpg_cm_rgb_to_cb(s[0], s[1], s[2]));
@@ -157,7 +162,8 @@ void planes_to_rgb(const uint8_t *in, int width, int height, int chroma, uint8_t
         for (int x = 0; x < width; ++x, d += 3) {
             int r, g, b;
             const size_t ci = static_cast<size_t>(y) * cstride + x;
-            bpg_cm_ycc_to_rgb(py[static_cast<size_t>(y) * l.coded_w + x], pcb[ci], pcr[ci], &r, &g, &b);
+            bpg_cm_ycc_to_rgb(py[static_cast<size_t>(y) * l.coded_w + x], pcb[ci], pcr[ci], &r, &g,
+                              &b);
             d[0] = static_cast<uint8_t>(r);
             d[1] = static_cast<uint8_t>(g);
             d[2] = static_cast<uint8_t>(b);

@@ -5,7 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace bpg {
+namespace bpg
+{
 
 // rgb: height rows of `stride` bytes; out: layout.total bytes.
 void rgb_to_planes(const uint8_t *rgb, int width, int height, ptrdiff_t stride, int chroma,

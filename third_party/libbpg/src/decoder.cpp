@@ -22,8 +22,10 @@ struct bpg_decoder {
     }
 };
 
-namespace bpg {
-namespace {
+namespace bpg
+{
+namespace
+{
 
 bpg_status fail(bpg_decoder *dec, bpg_status s, const std::string &msg)
 {
@@ -122,7 +124,8 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     const std::vector<uint8_t> vps = make_vps(*h), sps = make_sps(*h, false);
     de265_push_NAL(ctx, vps.data(), static_cast<int>(vps.size()), 0, nullptr);
     de265_push_NAL(ctx, sps.data(), static_cast<int>(sps.size()), 0, nullptr);
-    const std::vector<NalRef> nals = split_nals(data + h->hevc_data_offset, h->hevc_data_size, false);
+    const std::vector<NalRef> nals =
+        split_nals(data + h->hevc_data_offset, h->hevc_data_size, false);
     int colour_nals = 0;
     for (const NalRef &n : nals) {
         if (n.size < 2 || n.layer() != 0 || (n.data[0] & 0x80))
@@ -152,10 +155,11 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     if (warn != DE265_OK)
         return fail(dec, BPG_ERR_CORRUPT, std::string("libde265: ") + de265_get_error_text(warn));
     if (img == nullptr)
-        return fail(dec, BPG_ERR_DECODER, "libde265 produced no picture (truncated or corrupt data)");
+        return fail(dec, BPG_ERR_DECODER,
+                    "libde265 produced no picture (truncated or corrupt data)");
 
     const de265_chroma dc = de265_get_chroma_format(img);
-    const int want = chroma == BPG_CM_GRAY ? de265_chroma_mono
+    const int want = chroma == BPG_CM_GRAY  ? de265_chroma_mono
                      : chroma == BPG_CM_420 ? de265_chroma_420
                      : chroma == BPG_CM_422 ? de265_chroma_422
                                             : de265_chroma_444;
@@ -173,7 +177,8 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         const int pw = c == 0 ? l.coded_w : l.coded_cw, ph = c == 0 ? l.coded_h : l.coded_ch;
         int stride = 0;
         const uint8_t *src = de265_get_image_plane(img, c, &stride);
-        if (src == nullptr || de265_get_image_width(img, c) < rw || de265_get_image_height(img, c) < rh)
+        if (src == nullptr || de265_get_image_width(img, c) < rw ||
+            de265_get_image_height(img, c) < rh)
             return fail(dec, BPG_ERR_CORRUPT, "decoded picture is smaller than the header says");
         uint8_t *dst = dec->planes.data() + (c == 0 ? 0 : l.y_size + (c - 1) * l.c_size);
         for (int y = 0; y < rh; ++y)
@@ -218,7 +223,8 @@ const char *bpg_status_string(bpg_status status)
     return "unknown status";
 }
 
-bpg_status bpg_read_info(const uint8_t *data, size_t size, bpg_info *info, char *err, size_t err_size)
+bpg_status bpg_read_info(const uint8_t *data, size_t size, bpg_info *info, char *err,
+                         size_t err_size)
 {
     std::string msg;
     bpg::Header h;
@@ -254,8 +260,8 @@ bpg_status bpg_decode_yuv(bpg_decoder *dec, const uint8_t *data, size_t size, ui
         return s;
     if (yuv_size != dec->planes.size())
         return bpg::fail(dec, BPG_ERR_BUFFER_TOO_SMALL,
-                         "yuv buffer holds " + std::to_string(yuv_size) + " bytes, the picture needs " +
-                             std::to_string(dec->planes.size()));
+                         "yuv buffer holds " + std::to_string(yuv_size) +
+                             " bytes, the picture needs " + std::to_string(dec->planes.size()));
     std::memcpy(yuv, dec->planes.data(), yuv_size);
     bpg::fill_info(h, info);
     return BPG_OK;
@@ -275,12 +281,14 @@ bpg_status bpg_decode_rgb(bpg_decoder *dec, const uint8_t *data, size_t size, ui
         return s;
     const int w = static_cast<int>(h.width), ht = static_cast<int>(h.height);
     if (stride < 3 * static_cast<ptrdiff_t>(w) ||
-        rgb_size < static_cast<size_t>(stride) * static_cast<size_t>(ht - 1) + 3 * static_cast<size_t>(w))
+        rgb_size <
+            static_cast<size_t>(stride) * static_cast<size_t>(ht - 1) + 3 * static_cast<size_t>(w))
         return bpg::fail(dec, BPG_ERR_BUFFER_TOO_SMALL,
-                         "rgb buffer too small for " + std::to_string(w) + "x" + std::to_string(ht));
+                         "rgb buffer too small for " + std::to_string(w) + "x" +
+                             std::to_string(ht));
     try {
-        bpg::planes_to_rgb(dec->planes.data(), w, ht, bpg::chroma_of_pixel_format(h.pixel_format), rgb,
-                           stride);
+        bpg::planes_to_rgb(dec->planes.data(), w, ht, bpg::chroma_of_pixel_format(h.pixel_format),
+                           rgb, stride);
     } catch (const std::bad_alloc &) {
         return bpg::fail(dec, BPG_ERR_NO_MEMORY, "out of memory");
     }
@@ -288,8 +296,8 @@ bpg_status bpg_decode_rgb(bpg_decoder *dec, const uint8_t *data, size_t size, ui
     return BPG_OK;
 }
 
-bpg_status bpg_decoder_annexb(bpg_decoder *dec, const uint8_t *data, size_t size, const uint8_t **out,
-                              size_t *out_size)
+bpg_status bpg_decoder_annexb(bpg_decoder *dec, const uint8_t *data, size_t size,
+                              const uint8_t **out, size_t *out_size)
 {
     if (dec == nullptr || out == nullptr || out_size == nullptr)
         return BPG_ERR_INVALID_ARGUMENT;
@@ -336,7 +344,8 @@ bpg_status bpg_yuv_to_rgb(const uint8_t *yuv, size_t yuv_size, int width, int he
         stride < 3 * static_cast<ptrdiff_t>(width))
         return BPG_ERR_INVALID_ARGUMENT;
     if (yuv_size != bpg_cm_make_layout(width, height, chroma).total ||
-        rgb_size < static_cast<size_t>(stride) * static_cast<size_t>(height - 1) + 3 * static_cast<size_t>(width))
+        rgb_size < static_cast<size_t>(stride) * static_cast<size_t>(height - 1) +
+                       3 * static_cast<size_t>(width))
         return BPG_ERR_BUFFER_TOO_SMALL;
     try {
         bpg::planes_to_rgb(yuv, width, height, chroma, rgb, stride);

@@ -16,8 +16,10 @@ struct bpg_encoder {
     std::string error;
 };
 
-namespace bpg {
-namespace {
+namespace bpg
+{
+namespace
+{
 
 bpg_status fail(bpg_encoder *enc, bpg_status s, const std::string &msg)
 {
@@ -30,22 +32,27 @@ bpg_status check_options(bpg_encoder *enc, int width, int height, const bpg_enco
     if (o == nullptr)
         return fail(enc, BPG_ERR_INVALID_ARGUMENT, "options must not be NULL");
     if (o->qp < 0 || o->qp > 51)
-        return fail(enc, BPG_ERR_INVALID_ARGUMENT, "qp must be in 0..51, got " + std::to_string(o->qp));
+        return fail(enc, BPG_ERR_INVALID_ARGUMENT,
+                    "qp must be in 0..51, got " + std::to_string(o->qp));
     if (o->chroma < BPG_CM_GRAY || o->chroma > BPG_CM_444)
         return fail(enc, BPG_ERR_INVALID_ARGUMENT,
                     "chroma must be 0 (gray), 1 (4:2:0), 2 (4:2:2) or 3 (4:4:4), got " +
                         std::to_string(o->chroma));
     if (o->level < 1 || o->level > 9)
-        return fail(enc, BPG_ERR_INVALID_ARGUMENT, "level must be in 1..9, got " + std::to_string(o->level));
+        return fail(enc, BPG_ERR_INVALID_ARGUMENT,
+                    "level must be in 1..9, got " + std::to_string(o->level));
     if (o->bit_depth != 8)
-        return fail(enc, BPG_ERR_UNSUPPORTED, "only bit_depth 8 is supported, got " + std::to_string(o->bit_depth));
+        return fail(enc, BPG_ERR_UNSUPPORTED,
+                    "only bit_depth 8 is supported, got " + std::to_string(o->bit_depth));
     if (width < 1 || height < 1)
         return fail(enc, BPG_ERR_INVALID_ARGUMENT,
-                    "image size must be at least 1x1, got " + std::to_string(width) + "x" + std::to_string(height));
+                    "image size must be at least 1x1, got " + std::to_string(width) + "x" +
+                        std::to_string(height));
     if (width > BPG_MAX_SIDE || height > BPG_MAX_SIDE ||
         static_cast<uint64_t>(width) * static_cast<uint64_t>(height) > BPG_MAX_PIXELS)
         return fail(enc, BPG_ERR_TOO_LARGE,
-                    "image " + std::to_string(width) + "x" + std::to_string(height) + " exceeds the size limit");
+                    "image " + std::to_string(width) + "x" + std::to_string(height) +
+                        " exceeds the size limit");
     return BPG_OK;
 }
 
@@ -106,9 +113,9 @@ bool hevc_params_from_sps(const uint8_t *nal, size_t size, int chroma, int coded
         *err = "could not parse x265's SPS";
         return false;
     }
-    if (static_cast<int>(cfi) != chroma || static_cast<int>(w) != coded_w || static_cast<int>(h) != coded_h ||
-        bd_luma != 0 || bd_chroma != 0 || scaling || num_rps != 0 || long_term ||
-        (1 << p->log2_min_cb) > coded_w) {
+    if (static_cast<int>(cfi) != chroma || static_cast<int>(w) != coded_w ||
+        static_cast<int>(h) != coded_h || bd_luma != 0 || bd_chroma != 0 || scaling ||
+        num_rps != 0 || long_term || (1 << p->log2_min_cb) > coded_w) {
         *err = "x265's SPS does not match what a BPG header can express";
         return false;
     }
@@ -148,7 +155,8 @@ bpg_status encode_planes(bpg_encoder *enc, const uint8_t *yuv, int width, int he
     const int r = x->api->encoder_encode(x->enc, &nals, &n, pic, nullptr);
     if (r < 0 || n == 0) {
         x->broken = true;
-        return fail(enc, BPG_ERR_ENCODER, "x265 produced no picture (status " + std::to_string(r) + ")");
+        return fail(enc, BPG_ERR_ENCODER,
+                    "x265 produced no picture (status " + std::to_string(r) + ")");
     }
 
     Header h;
@@ -243,8 +251,8 @@ bpg_status bpg_encode_yuv(bpg_encoder *enc, const uint8_t *yuv, size_t yuv_size,
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, opts->chroma);
     if (yuv_size != l.total)
         return bpg::fail(enc, BPG_ERR_INVALID_ARGUMENT,
-                         "yuv buffer holds " + std::to_string(yuv_size) + " bytes, the layout needs " +
-                             std::to_string(l.total));
+                         "yuv buffer holds " + std::to_string(yuv_size) +
+                             " bytes, the layout needs " + std::to_string(l.total));
     try {
         s = bpg::encode_planes(enc, yuv, width, height, opts);
     } catch (const std::bad_alloc &) {

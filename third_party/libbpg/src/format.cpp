@@ -2,9 +2,11 @@
 
 #include "bitstream.h"
 
-namespace bpg {
+namespace bpg
+{
 
-namespace {
+namespace
+{
 
 const uint8_t kMagic[4] = {0x42, 0x50, 0x47, 0xFB};
 
@@ -42,8 +44,9 @@ bool parse_hevc_header(const uint8_t *data, size_t size, HevcParams *p, std::str
     // HEVC bounds (7.4.3.2): CTB 16..64, TB 4..32 and TB <= CB.
     const int log2_max_cb = p->log2_min_cb + p->log2_diff_max_min_cb;
     const int log2_max_tb = p->log2_min_tb + p->log2_diff_max_min_tb;
-    if (p->log2_min_cb > 6 || log2_max_cb < 4 || log2_max_cb > 6 || p->log2_min_tb >= p->log2_min_cb ||
-        log2_max_tb > 5 || log2_max_tb > log2_max_cb || p->max_th_depth_intra > log2_max_cb - p->log2_min_tb) {
+    if (p->log2_min_cb > 6 || log2_max_cb < 4 || log2_max_cb > 6 ||
+        p->log2_min_tb >= p->log2_min_cb || log2_max_tb > 5 || log2_max_tb > log2_max_cb ||
+        p->max_th_depth_intra > log2_max_cb - p->log2_min_tb) {
         *err = "hevc_header has out-of-range block sizes";
         return false;
     }
@@ -57,7 +60,8 @@ bool parse_hevc_header(const uint8_t *data, size_t size, HevcParams *p, std::str
 
 void write_ptl(BitWriter &bw, const Header &h)
 {
-    const int profile = (chroma_of_pixel_format(h.pixel_format) == BPG_CM_420 && h.bit_depth == 8) ? 1 : 4;
+    const int profile =
+        (chroma_of_pixel_format(h.pixel_format) == BPG_CM_420 && h.bit_depth == 8) ? 1 : 4;
     bw.put(0, 2); // general_profile_space
     bw.put(0, 1); // general_tier_flag
     bw.put(static_cast<uint32_t>(profile), 5);
@@ -69,7 +73,7 @@ void write_ptl(BitWriter &bw, const Header &h)
     bw.put_flag(true);  // frame_only_constraint
     bw.put(0, 32);      // 43 reserved bits + general_inbld_flag
     bw.put(0, 12);
-    bw.put(153, 8);     // general_level_idc 5.1 (not checked by BPG decoders)
+    bw.put(153, 8); // general_level_idc 5.1 (not checked by BPG decoders)
 }
 
 void write_nal_header(std::vector<uint8_t> &out, int type)
@@ -202,9 +206,11 @@ bpg_status parse_header(const uint8_t *data, size_t size, Header *h, std::string
 std::vector<uint8_t> write_header(const Header &h)
 {
     std::vector<uint8_t> out(kMagic, kMagic + 4);
-    out.push_back(static_cast<uint8_t>((h.pixel_format << 5) | (h.alpha1 << 4) | (h.bit_depth - 8)));
-    out.push_back(static_cast<uint8_t>((h.color_space << 4) | (h.extensions << 3) | (h.alpha2 << 2) |
-                                       (h.limited_range << 1) | int(h.animation)));
+    out.push_back(
+        static_cast<uint8_t>((h.pixel_format << 5) | (h.alpha1 << 4) | (h.bit_depth - 8)));
+    out.push_back(static_cast<uint8_t>((h.color_space << 4) | (h.extensions << 3) |
+                                       (h.alpha2 << 2) | (h.limited_range << 1) |
+                                       int(h.animation)));
     put_ue7(out, h.width);
     put_ue7(out, h.height);
     put_ue7(out, 0); // picture_data_length: to the end of the file, as the reference writes
@@ -242,19 +248,19 @@ std::vector<uint8_t> write_header(const Header &h)
 std::vector<uint8_t> make_vps(const Header &h)
 {
     BitWriter bw;
-    bw.put(0, 4);      // vps_video_parameter_set_id
-    bw.put(3, 2);      // base_layer_internal + base_layer_available
-    bw.put(0, 6);      // vps_max_layers_minus1
-    bw.put(0, 3);      // vps_max_sub_layers_minus1
-    bw.put(1, 1);      // vps_temporal_id_nesting_flag
+    bw.put(0, 4); // vps_video_parameter_set_id
+    bw.put(3, 2); // base_layer_internal + base_layer_available
+    bw.put(0, 6); // vps_max_layers_minus1
+    bw.put(0, 3); // vps_max_sub_layers_minus1
+    bw.put(1, 1); // vps_temporal_id_nesting_flag
     bw.put(0xffff, 16);
     write_ptl(bw, h);
     bw.put_flag(true); // vps_sub_layer_ordering_info_present_flag
     bw.put_ue(0);
     bw.put_ue(0);
     bw.put_ue(0);
-    bw.put(0, 6);      // vps_max_layer_id
-    bw.put_ue(0);      // vps_num_layer_sets_minus1
+    bw.put(0, 6);       // vps_max_layer_id
+    bw.put_ue(0);       // vps_num_layer_sets_minus1
     bw.put_flag(false); // vps_timing_info_present_flag
     bw.put_flag(false); // vps_extension_flag
     bw.put_trailing_bits();
@@ -272,11 +278,11 @@ std::vector<uint8_t> make_sps(const Header &h, bool crop)
     const uint32_t sub_h = chroma == BPG_CM_420 ? 2 : 1;
 
     BitWriter bw;
-    bw.put(0, 4);      // sps_video_parameter_set_id
-    bw.put(0, 3);      // sps_max_sub_layers_minus1
-    bw.put(1, 1);      // sps_temporal_id_nesting_flag
+    bw.put(0, 4); // sps_video_parameter_set_id
+    bw.put(0, 3); // sps_max_sub_layers_minus1
+    bw.put(1, 1); // sps_temporal_id_nesting_flag
     write_ptl(bw, h);
-    bw.put_ue(0);      // sps_seq_parameter_set_id
+    bw.put_ue(0); // sps_seq_parameter_set_id
     bw.put_ue(static_cast<uint32_t>(chroma));
     if (chroma == BPG_CM_444)
         bw.put_flag(false); // separate_colour_plane_flag
@@ -367,29 +373,29 @@ PpsInfo parse_pps(const uint8_t *nal, size_t size)
         return info;
     const std::vector<uint8_t> rbsp = unescape_nal(nal + 2, size - 2);
     BitReader br(rbsp.data(), rbsp.size());
-    br.get_ue(); // pps id
-    br.get_ue(); // sps id
+    br.get_ue();       // pps id
+    br.get_ue();       // sps id
     if (br.get_flag()) // dependent_slice_segments_enabled_flag
         return info;   // x265 never sets it; bail out rather than guess
     info.output_flag_present = br.get_flag();
     info.num_extra_slice_header_bits = static_cast<int>(br.get(3));
-    br.get_flag();  // sign_data_hiding
-    br.get_flag();  // cabac_init_present
-    br.get_ue();    // num_ref_idx_l0_default_active_minus1
-    br.get_ue();    // num_ref_idx_l1_default_active_minus1
-    br.get_se();    // init_qp_minus26
-    br.get_flag();  // constrained_intra_pred
-    br.get_flag();  // transform_skip_enabled
+    br.get_flag();     // sign_data_hiding
+    br.get_flag();     // cabac_init_present
+    br.get_ue();       // num_ref_idx_l0_default_active_minus1
+    br.get_ue();       // num_ref_idx_l1_default_active_minus1
+    br.get_se();       // init_qp_minus26
+    br.get_flag();     // constrained_intra_pred
+    br.get_flag();     // transform_skip_enabled
     if (br.get_flag()) // cu_qp_delta_enabled
         br.get_ue();
-    br.get_se();    // pps_cb_qp_offset
-    br.get_se();    // pps_cr_qp_offset
+    br.get_se(); // pps_cb_qp_offset
+    br.get_se(); // pps_cr_qp_offset
     info.slice_chroma_qp_offsets_present = br.get_flag();
-    br.get_flag();  // weighted_pred
-    br.get_flag();  // weighted_bipred
-    br.get_flag();  // transquant_bypass_enabled
+    br.get_flag(); // weighted_pred
+    br.get_flag(); // weighted_bipred
+    br.get_flag(); // transquant_bypass_enabled
     const bool tiles = br.get_flag();
-    br.get_flag();  // entropy_coding_sync_enabled
+    br.get_flag(); // entropy_coding_sync_enabled
     if (tiles)
         return info; // x265 writes no tiles
     info.loop_filter_across_slices = br.get_flag();
@@ -424,8 +430,8 @@ std::vector<uint8_t> canonicalize_slice(const uint8_t *nal, size_t size, const P
     BitReader br(rbsp.data(), rbsp.size());
     if (!br.get_flag()) // first_slice_segment_in_pic_flag
         return same;
-    br.get_flag();      // no_output_of_prior_pics_flag
-    br.get_ue();        // slice_pic_parameter_set_id
+    br.get_flag(); // no_output_of_prior_pics_flag
+    br.get_ue();   // slice_pic_parameter_set_id
     br.get(pps.num_extra_slice_header_bits);
     if (br.get_ue() != 2) // slice_type must be I
         return same;

@@ -9,11 +9,12 @@
 
 #include "bpg/bpg.h"
 
-namespace bpg {
+namespace bpg
+{
 
 // The colour plane's coding parameters carried in hevc_header.
 struct HevcParams {
-    int log2_min_cb = 3;        // log2 of the min coding block size
+    int log2_min_cb = 3; // log2 of the min coding block size
     int log2_diff_max_min_cb = 3;
     int log2_min_tb = 2;
     int log2_diff_max_min_tb = 3;

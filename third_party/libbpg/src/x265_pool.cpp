@@ -5,9 +5,11 @@
 #include <list>
 #include <mutex>
 
-namespace bpg {
+namespace bpg
+{
 
-namespace {
+namespace
+{
 
 struct Config {
     int ctu, min_cu;
@@ -57,14 +59,17 @@ bool apply_extra(const x265_api *api, x265_param *p, const std::string &extra, s
         const std::string name = item.substr(0, eq);
         const std::string value = eq == std::string::npos ? "1" : item.substr(eq + 1);
         // These are fixed by the BPG format or by the encoder pool.
-        static const char *const kFixed[] = {"ctu", "min-cu-size", "input-csp", "input-res", "input-depth",
-                                             "fps", "keyint", "min-keyint", "bframes", "rc-lookahead",
-                                             "frames", "repeat-headers", "info", "frame-threads", "pools",
-                                             "numa-pools", "qp", "crf", "bitrate", "open-gop", "preset",
-                                             "tune", "output-depth", "interlace"};
+        static const char *const kFixed[] = {
+            "ctu",         "min-cu-size",   "input-csp",    "input-res",
+            "input-depth", "fps",           "keyint",       "min-keyint",
+            "bframes",     "rc-lookahead",  "frames",       "repeat-headers",
+            "info",        "frame-threads", "pools",        "numa-pools",
+            "qp",          "crf",           "bitrate",      "open-gop",
+            "preset",      "tune",          "output-depth", "interlace"};
         for (const char *f : kFixed) {
             if (name == f) {
-                *err = "x265 parameter '" + name + "' is set by the BPG encoder and cannot be overridden";
+                *err = "x265 parameter '" + name +
+                       "' is set by the BPG encoder and cannot be overridden";
                 return false;
             }
         }

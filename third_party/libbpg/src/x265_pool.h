@@ -17,11 +17,12 @@
 
 #include "format.h"
 
-namespace bpg {
+namespace bpg
+{
 
 struct X265Key {
     int coded_w = 0, coded_h = 0, chroma = 0, level = 0;
-    int pad_unit = 8; // 16 when a side is <= 8: then the min CU is 16 too
+    int pad_unit = 8;  // 16 when a side is <= 8: then the min CU is 16 too
     std::string extra; // extra x265 parameters, "name=value:name=value"
     bool operator==(const X265Key &o) const
     {

@@ -57,25 +57,25 @@ BPG_HD int bpg_cm_clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ?
 
 BPG_HD int bpg_cm_rgb_to_y(int r, int g, int b)
 {
-    return bpg_cm_clamp8((BPG_CM_Y_R * r + BPG_CM_Y_G * g + BPG_CM_Y_B * b +
-                          (1 << (BPG_CM_FWD_SHIFT - 1))) >>
-                         BPG_CM_FWD_SHIFT);
+    return bpg_cm_clamp8(
+        (BPG_CM_Y_R * r + BPG_CM_Y_G * g + BPG_CM_Y_B * b + (1 << (BPG_CM_FWD_SHIFT - 1))) >>
+        BPG_CM_FWD_SHIFT);
 }
 
 BPG_HD int bpg_cm_rgb_to_cb(int r, int g, int b)
 {
-    return bpg_cm_clamp8(((BPG_CM_CB_R * r + BPG_CM_CB_G * g + BPG_CM_CB_B * b +
-                           (1 << (BPG_CM_FWD_SHIFT - 1))) >>
-                          BPG_CM_FWD_SHIFT) +
-                         128);
+    return bpg_cm_clamp8(
+        ((BPG_CM_CB_R * r + BPG_CM_CB_G * g + BPG_CM_CB_B * b + (1 << (BPG_CM_FWD_SHIFT - 1))) >>
+         BPG_CM_FWD_SHIFT) +
+        128);
 }
 
 BPG_HD int bpg_cm_rgb_to_cr(int r, int g, int b)
 {
-    return bpg_cm_clamp8(((BPG_CM_CR_R * r + BPG_CM_CR_G * g + BPG_CM_CR_B * b +
-                           (1 << (BPG_CM_FWD_SHIFT - 1))) >>
-                          BPG_CM_FWD_SHIFT) +
-                         128);
+    return bpg_cm_clamp8(
+        ((BPG_CM_CR_R * r + BPG_CM_CR_G * g + BPG_CM_CR_B * b + (1 << (BPG_CM_FWD_SHIFT - 1))) >>
+         BPG_CM_FWD_SHIFT) +
+        128);
 }
 
 /* Decimation (4:4:4 -> 4:2:0/4:2:2, chroma between luma samples): output i
@@ -102,7 +102,13 @@ BPG_HD int bpg_cm_up_tap(int parity, int k)
 {
     /* even: 2, -6, 18, 57, -10, 4, -1; odd is the mirror image. */
     const int kk = parity ? 6 - k : k;
-    return kk == 0 ? 2 : kk == 1 ? -6 : kk == 2 ? 18 : kk == 3 ? 57 : kk == 4 ? -10 : kk == 5 ? 4 : -1;
+    return kk == 0   ? 2
+           : kk == 1 ? -6
+           : kk == 2 ? 18
+           : kk == 3 ? 57
+           : kk == 4 ? -10
+           : kk == 5 ? 4
+                     : -1;
 }
 
 /* The vertical pass keeps its 6 bits of gain; the horizontal one rounds 12. */
@@ -128,12 +134,12 @@ BPG_HD void bpg_cm_ycc_to_rgb(int y, int cb, int cr, int *r, int *g, int *b)
  * least one 16x16 CTU. Chroma planes are ceil(w/2) (x ceil(h/2)) samples of
  * real data inside a coded plane of half the coded size. */
 typedef struct bpg_cm_layout {
-    int width, height;         /* real image size */
-    int coded_w, coded_h;      /* luma plane size (padded) */
-    int chroma_w, chroma_h;    /* real chroma size (0 for gray) */
-    int coded_cw, coded_ch;    /* chroma plane size (padded, 0 for gray) */
-    size_t y_size, c_size;     /* bytes of the luma plane and of each chroma plane */
-    size_t total;              /* bytes of all planes */
+    int width, height;      /* real image size */
+    int coded_w, coded_h;   /* luma plane size (padded) */
+    int chroma_w, chroma_h; /* real chroma size (0 for gray) */
+    int coded_cw, coded_ch; /* chroma plane size (padded, 0 for gray) */
+    size_t y_size, c_size;  /* bytes of the luma plane and of each chroma plane */
+    size_t total;           /* bytes of all planes */
 } bpg_cm_layout;
 
 BPG_HD int bpg_cm_pad_unit(int width, int height) { return (width <= 8 || height <= 8) ? 16 : 8; }
