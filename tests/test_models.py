@@ -1,0 +1,539 @@
+"""Tests for npp_ext.models: layers, entropy models, the NPP and the proxy codec."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import sys
+import types
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from npp_ext.models import (  # noqa: E402
+    GDN,
+    IGDN,
+    NPP,
+    EntropyBottleneck,
+    GaussianConditional,
+    MaskedConv2d,
+    Proxy,
+    ProxyOutput,
+    QALayer,
+    QPGain,
+    lower_bound,
+    normalize_qp,
+)
+
+# Small proxy so that the whole file stays fast on two CPU cores.
+PN, PM = 8, 12
+
+
+# --------------------------------------------------------------------------- fused ops
+
+
+def _shim_ops() -> types.ModuleType:
+    """Plain-torch stand-in for npp_ext.ops, used only while ops.py does not exist."""
+    mod = types.ModuleType("npp_ext.ops")
+
+    def qp_scale(x, scale, act="relu"):
+        y = x * scale[:, :, None, None]
+        return F.relu(y) if act == "relu" else y
+
+    def npp_pixel_branch(x, w1, b1, s1, w2, b2, s2):
+        t = F.relu(s1[:, :, None, None] * F.conv2d(x, w1.reshape(3, 3, 1, 1), b1))
+        return F.relu(s2[:, :, None, None] * F.conv2d(t, w2.reshape(3, 3, 1, 1), b2))
+
+    def branch_sum_clamp(a, b):
+        s = a + b
+        return s + (s.clamp(0, 1) - s).detach()
+
+    mod.qp_scale = qp_scale
+    mod.npp_pixel_branch = npp_pixel_branch
+    mod.branch_sum_clamp = branch_sum_clamp
+    return mod
+
+
+@pytest.fixture
+def fused_ops(monkeypatch):
+    """The real npp_ext.ops when it exists, otherwise the plain-torch shim."""
+    if importlib.util.find_spec("npp_ext.ops") is None:
+        monkeypatch.setitem(sys.modules, "npp_ext.ops", _shim_ops())
+    return importlib.import_module("npp_ext.ops")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _perturb_qa(npp: NPP, std: float = 0.5, seed: int = 0) -> None:
+    # Untrained QA layers give scales near 1 for every QP; randomise the last
+    # layers so that QP differences are large enough to see.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in npp.modules():
+            if isinstance(m, QALayer):
+                m.fc2.weight.add_(torch.randn(m.fc2.weight.shape, generator=g) * std)
+
+
+def _assert_all_grads(model: torch.nn.Module) -> None:
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient reached {name}"
+        assert torch.isfinite(p.grad).all(), f"non-finite gradient in {name}"
+        assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
+
+
+def _smooth_image(h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    f = torch.rand(3, 1, 1, generator=g) * 4 + 1
+    img = 0.5 + 0.35 * torch.sin(f * 3 * xx + 1.0) * torch.cos(f * 2 * yy)
+    return img[None].clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def npp():
+    torch.manual_seed(0)
+    model = NPP()
+    _perturb_qa(model)
+    return model
+
+
+# --------------------------------------------------------------------------- QP validation
+
+
+@pytest.mark.parametrize(
+    "qp, exc, match",
+    [
+        (52, ValueError, r"\[0, 51\]"),
+        (-1, ValueError, r"\[0, 51\]"),
+        (30.0, TypeError, "qp must be an int"),
+        (True, TypeError, "qp must be an int"),
+        ("30", TypeError, "qp must be an int"),
+        (torch.tensor([[30, 30]]), ValueError, r"shape \(2,\)"),
+        (torch.tensor([30, 30, 30]), ValueError, r"shape \(2,\)"),
+        (torch.tensor([30, 60]), ValueError, "max 60"),
+        (torch.tensor([-0.5, 3.0]), ValueError, "min -0.5"),
+        (torch.tensor([30.0, float("nan")]), ValueError, "finite"),
+        (torch.tensor([True, False]), TypeError, "dtype"),
+    ],
+)
+def test_qp_validation(qp, exc, match):
+    with pytest.raises(exc, match=match):
+        normalize_qp(qp, 2)
+
+
+def test_qp_normalization_accepts_int_scalar_and_per_image_tensors():
+    assert torch.allclose(normalize_qp(51, 3), torch.ones(3, 1))
+    per_image = normalize_qp(torch.tensor([0, 17, 51]), 3)
+    assert torch.allclose(per_image[:, 0], torch.tensor([0.0, 1 / 3, 1.0]))
+    assert torch.allclose(normalize_qp(torch.tensor(34), 2), torch.full((2, 1), 34 / 51))
+    assert normalize_qp(torch.tensor([12.5, 40.0]), 2).dtype == torch.float32
+
+
+@pytest.mark.parametrize("make", [lambda: NPP(use_fused_ops=False), lambda: Proxy(PN, PM)])
+def test_models_validate_inputs(make):
+    model = make()
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.raises(ValueError, match="qp"):
+        model(x, 99)
+    with pytest.raises(ValueError, match=r"\(2,\)"):
+        model(x, torch.tensor([30]))
+    with pytest.raises(TypeError, match="floating"):
+        model((x * 255).to(torch.uint8), 30)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.rand(2, 1, 16, 16), 30)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        model(x.numpy(), 30)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def test_qa_layer_and_gain_start_near_one_and_keep_their_sign():
+    torch.manual_seed(0)
+    q = torch.linspace(0, 1, 52)[:, None]
+    s = QALayer(16, 8)(q)
+    assert s.shape == (52, 8)
+    assert ((s - 1).abs() < 0.2).all()
+    gain = QPGain(16, 8)
+    with torch.no_grad():
+        gain.fc2.bias.fill_(-50.0)  # far beyond the bound: still positive and finite
+    g = gain(q)
+    assert (g > 0).all() and torch.isfinite(g).all()
+    assert ((QPGain(16, 8)(q) - 1).abs() < 0.2).all()
+    with pytest.raises(ValueError, match=r"\(N, 1\)"):
+        QALayer(4, 3)(torch.zeros(3))
+
+
+def test_lower_bound_lets_only_upward_gradients_through_below_the_bound():
+    x = torch.tensor([-1.0, -1.0, 2.0], requires_grad=True)
+    y = lower_bound(x, 0.5)
+    assert torch.equal(y.detach(), torch.tensor([0.5, 0.5, 2.0]))
+    y.backward(torch.tensor([-1.0, 1.0, 1.0]))
+    # Below the bound: a negative gradient (descent would raise x) passes,
+    # a positive one (would lower x further) is blocked.
+    assert torch.equal(x.grad, torch.tensor([-1.0, 0.0, 1.0]))
+
+
+def test_gdn_parameters_stay_non_negative_and_igdn_inverts_gdn_when_linearised():
+    torch.manual_seed(0)
+    gdn, igdn = GDN(4), IGDN(4)
+    with torch.no_grad():
+        gdn.beta.fill_(-3.0)  # raw storage below the bound
+        gdn.gamma.fill_(-3.0)
+    assert (gdn.beta_reparam(gdn.beta) >= 1e-6 - 1e-12).all()
+    assert (gdn.gamma_reparam(gdn.gamma) >= 0).all()
+    x = torch.randn(2, 4, 5, 5) * 0.01
+    # Tiny inputs: x^2 terms vanish and both reduce to x / sqrt(1) with beta = 1.
+    assert torch.allclose(igdn(GDN(4)(x)), x, atol=1e-6)
+    big = torch.randn(2, 4, 5, 5) * 10
+    assert (GDN(4)(big).abs() < big.abs()).all()  # divisive: shrinks large responses
+
+
+def test_masked_conv_is_causal():
+    torch.manual_seed(0)
+    conv = MaskedConv2d(2, 3, 5, padding=2, mask_type="A")
+    x = torch.randn(1, 2, 7, 7)
+    base = conv(x)
+    i, j = 3, 4
+    x2 = x.clone()
+    x2[:, :, i, j] += 10.0
+    diff = (conv(x2) - base).abs().sum(1)[0]
+    changed = diff > 1e-6
+    # An output may depend on an input only if that input comes earlier in raster order.
+    for a in range(7):
+        for b in range(7):
+            if (a, b) <= (i, j):
+                assert not changed[a, b], f"output {(a, b)} saw input {(i, j)}"
+    assert changed.any()
+    with pytest.raises(ValueError, match="mask_type"):
+        MaskedConv2d(1, 1, 3, mask_type="C")
+
+
+# --------------------------------------------------------------------------- entropy models
+
+
+def test_entropy_bottleneck_is_a_normalised_pmf_and_rounds_around_medians():
+    torch.manual_seed(0)
+    eb = EntropyBottleneck(3)
+    with torch.no_grad():
+        for p in eb.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    values = torch.arange(-400, 401, dtype=torch.float32)
+    grid = values.view(-1, 1, 1, 1).expand(-1, 3, 1, 1)
+    pmf = eb.likelihood(grid)
+    assert ((pmf > 0) & (pmf <= 1)).all()
+    assert torch.allclose(pmf.sum(0).flatten(), torch.ones(3), atol=1e-3)
+
+    z = torch.randn(2, 3, 4, 4) * 3
+    eb.eval()
+    z_hat, lik = eb(z)
+    offset = z_hat - eb.medians.view(1, -1, 1, 1)
+    assert torch.allclose(offset, offset.round(), atol=1e-5)
+    assert lik.shape == z.shape
+    eb.train()
+    z_noisy, _ = eb(z)
+    assert 0 < (z_noisy - z).abs().max() <= 0.5
+
+
+def test_entropy_bottleneck_aux_loss_trains_only_the_quantiles():
+    torch.manual_seed(0)
+    eb = EntropyBottleneck(2)
+    before = [p.detach().clone() for p in eb.matrices]
+    # The initial density is wide (its tails lie near +-200), hence the big steps.
+    opt = torch.optim.Adam(eb.parameters(), lr=2.0)
+    losses = []
+    for _ in range(100):
+        loss = eb.aux_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    for a, b in zip(before, eb.matrices, strict=True):
+        assert torch.equal(a, b)
+    q = eb.quantiles.detach()[:, 0]
+    assert (q[:, 0] < q[:, 1]).all() and (q[:, 1] < q[:, 2]).all()
+
+
+@pytest.mark.parametrize("scale, mean", [(0.05, 0.0), (0.7, 0.3), (4.0, -2.2)])
+def test_gaussian_conditional_pmf_sums_to_one(scale, mean):
+    gc = GaussianConditional()
+    values = (torch.arange(-60, 61, dtype=torch.float32) + mean).view(1, -1, 1, 1)
+    lik = gc.likelihood(values, torch.full_like(values, scale), torch.full_like(values, mean))
+    assert abs(lik.sum().item() - 1.0) < 1e-4
+    # The mode sits on the mean; the lower scale bound caps its mass below 1.
+    assert lik.argmax().item() == 60
+    assert lik.max().item() < 1.0
+
+
+def test_gaussian_conditional_eval_rounds_relative_to_the_mean_with_ste():
+    torch.manual_seed(0)
+    gc = GaussianConditional().eval()
+    y = (torch.randn(2, 3, 4, 4) * 3).requires_grad_()
+    means = torch.rand(2, 3, 4, 4) - 0.5
+    y_hat, lik = gc(y, torch.ones_like(y), means)
+    assert torch.allclose(y_hat - means, (y_hat - means).round(), atol=1e-5)
+    assert ((y_hat - y).abs() <= 0.5 + 1e-6).all()
+    y_hat.sum().backward()
+    assert torch.equal(y.grad, torch.ones_like(y))  # straight-through
+    with pytest.raises(ValueError, match="shape"):
+        gc.likelihood(y_hat, torch.ones(3), means)
+
+
+# --------------------------------------------------------------------------- NPP
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 17), (16, 5), (33, 47), (64, 64)])
+def test_npp_shapes_and_range(npp, fused_ops, size):
+    x = torch.rand(2, 3, *size)
+    for train in (True, False):
+        npp.train(train)
+        with torch.no_grad():
+            y = npp(x, torch.tensor([10, 45]))
+        assert y.shape == x.shape
+        assert y.min() >= 0 and y.max() <= 1
+    npp.train()
+
+
+def test_npp_untrained_is_close_to_identity(fused_ops):
+    torch.manual_seed(1)
+    model = NPP().eval()
+    x = _smooth_image(40, 24)
+    with torch.no_grad():
+        y = model(x, 30)
+    assert (y - x).abs().max() < 0.05
+
+
+def test_npp_mixed_qps_per_image(npp, fused_ops):
+    npp.eval()
+    x = _smooth_image(32, 48).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        mixed = npp(x, torch.tensor([5, 45]))
+        lo = npp(x[:1], 5)
+        hi = npp(x[1:], torch.tensor([45]))
+    assert (mixed[0] - mixed[1]).abs().max() > 1e-3
+    torch.testing.assert_close(mixed[:1], lo, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[1:], hi, atol=1e-5, rtol=0)
+    npp.train()
+
+
+def test_npp_fused_path_matches_plain_pytorch(npp, fused_ops):
+    npp.train()
+    x = torch.rand(2, 3, 40, 24)
+    qp = torch.tensor([12, 40])
+
+    def run(fn):
+        npp.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = fn(xi, qp)
+        (out * torch.linspace(0, 1, out.numel()).view_as(out)).sum().backward()
+        grads = {n: p.grad.clone() for n, p in npp.named_parameters()}
+        return out.detach(), xi.grad.clone(), grads
+
+    out_f, gx_f, g_f = run(npp.forward)
+    out_r, gx_r, g_r = run(npp.reference_forward)
+    torch.testing.assert_close(out_f, out_r, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gx_f, gx_r, atol=1e-5, rtol=1e-4)
+    for name in g_r:
+        torch.testing.assert_close(g_f[name], g_r[name], atol=1e-5, rtol=1e-4, msg=name)
+    flag = NPP(use_fused_ops=False)
+    flag.load_state_dict(npp.state_dict())
+    torch.testing.assert_close(flag.eval()(x, qp), npp.eval().reference_forward(x, qp))
+    npp.train()
+
+
+def test_npp_gradients_reach_every_parameter(fused_ops):
+    torch.manual_seed(0)
+    model = NPP().train()
+    x = torch.rand(2, 3, 32, 32)
+    y = model(x, torch.tensor([20, 40]))
+    F.mse_loss(y, 1 - x).backward()
+    _assert_all_grads(model)
+
+
+def test_npp_state_dict_round_trip(npp, fused_ops):
+    npp.eval()
+    buf = io.BytesIO()
+    torch.save(npp.state_dict(), buf)
+    buf.seek(0)
+    other = NPP().eval()
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    x = torch.rand(1, 3, 20, 36)
+    with torch.no_grad():
+        assert torch.equal(npp(x, 33), other(x, 33))
+    partial = {k: v for k, v in npp.state_dict().items() if not k.startswith("qa_up4")}
+    with pytest.raises(ValueError, match="qa_up4"):
+        other.load_state_dict(partial)
+    npp.train()
+
+
+# --------------------------------------------------------------------------- proxy
+
+
+@pytest.mark.parametrize("context", [False, True])
+@pytest.mark.parametrize("size", [(1, 1), (33, 47), (64, 64), (65, 3)])
+def test_proxy_shapes_and_bits(context, size):
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context)
+    x = torch.rand(2, 3, *size)
+    for train in (True, False):
+        model.train(train)
+        with torch.no_grad():
+            out = model(x, torch.tensor([20, 45]))
+        assert isinstance(out, ProxyOutput)
+        assert out.x_hat.shape == x.shape
+        assert out.bits.shape == (2,)
+        assert (out.bits > 0).all() and torch.isfinite(out.bits).all()
+        hp, wp = (math.ceil(s / 64) for s in size)
+        assert out.likelihoods["y"].shape == (2, PM, 4 * hp, 4 * wp)
+        assert out.likelihoods["z"].shape == (2, PN, hp, wp)
+        for lik in out.likelihoods.values():
+            assert ((lik > 0) & (lik <= 1)).all()
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_proxy_eval_deterministic_train_noisy(context):
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = model(x, 30), model(x, 30)
+        assert not torch.equal(a.bits, b.bits)
+        model.eval()
+        c, d = model(x, 30), model(x, 30)
+    assert torch.equal(c.bits, d.bits) and torch.equal(c.x_hat, d.x_hat)
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_proxy_gradients_reach_every_parameter(context):
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context).train()
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x, torch.tensor([15, 40]))
+    loss = out.bits.mean() / x[0, 0].numel() + 100 * F.mse_loss(out.x_hat, x) + model.aux_loss()
+    loss.backward()
+    _assert_all_grads(model)
+
+
+def test_proxy_eval_mode_is_differentiable_with_respect_to_the_input():
+    # BPGProxyFn runs the proxy in eval mode inside its backward.
+    torch.manual_seed(0)
+    model = Proxy(PN, PM).eval()
+    with torch.no_grad():
+        model.gain_y.fc2.bias.fill_(math.log(16.0))  # make the rounded latents non-trivial
+    x = torch.rand(1, 3, 40, 40, requires_grad=True)
+    out = model(x, 30)
+    (out.bits.sum() + out.x_hat.sum()).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_proxy_coarser_gain_gives_fewer_bits_and_mixed_qps_are_per_image():
+    torch.manual_seed(0)
+    model = Proxy(PN, PM).eval()
+    x = torch.rand(2, 3, 32, 32)
+    bits = []
+    with torch.no_grad():
+        for gain in (64.0, 16.0, 4.0):  # step 1/64 -> 1/4
+            model.gain_y.fc2.bias.fill_(math.log(gain))
+            bits.append(model(x, 30).bits)
+        assert (bits[0] > bits[1]).all() and (bits[1] > bits[2]).all()
+
+        # Make the gain depend strongly on the QP, then check per-image QPs.
+        model.gain_y.fc2.weight.normal_(0, 2.0)
+        mixed = model(x, torch.tensor([5, 45]))
+        alone = torch.cat([model(x[:1], 5).bits, model(x[1:], 45).bits])
+        swapped = model(x, torch.tensor([45, 5])).bits
+    torch.testing.assert_close(mixed.bits, alone, rtol=1e-5, atol=1e-3)
+    assert (mixed.bits - swapped).abs().min() > 1.0
+
+
+def test_proxy_learns_coarser_quantization_for_higher_qp():
+    # Train only the QP gains with a rate-distortion loss whose lambda falls
+    # with the QP: the gains (1 / step) must end up larger at QP 10 than at 45.
+    torch.manual_seed(0)
+    model = Proxy(PN, PM)
+    x = torch.rand(2, 3, 32, 32)
+    gains = [*model.gain_y.parameters(), *model.gain_z.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in gains:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(gains, lr=0.05)
+    qp = torch.tensor([10, 45])
+    lam = 0.0018 * 2 ** ((45 - qp.float()) / 3)
+    for _ in range(50):
+        out = model(x, qp)
+        mse = (out.x_hat - x).pow(2).flatten(1).mean(1)
+        loss = (out.bits / 1024 + lam * 255**2 * mse).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        g = model.gain_y(normalize_qp(qp, 2)).mean(1)
+        b10, b45 = model(x, 10).bits, model(x, 45).bits
+    assert g[0] > 2 * g[1]
+    assert (b10 > b45).all()
+
+
+def test_proxy_overfits_one_image():
+    torch.manual_seed(0)
+    model = Proxy(16, 24)
+    x = _smooth_image(32, 32, seed=3)
+    lam = 0.01
+
+    def rd_loss() -> torch.Tensor:
+        out = model(x, 30)
+        return out.bits.mean() / x[0, 0].numel() + lam * 255**2 * F.mse_loss(out.x_hat, x)
+
+    model.eval()
+    with torch.no_grad():
+        start = rd_loss().item()
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss = rd_loss() + model.aux_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        end = rd_loss().item()
+    assert end < 0.5 * start
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_proxy_state_dict_round_trip(context):
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context).eval()
+    with torch.no_grad():
+        model.gain_y.fc2.bias.fill_(math.log(16.0))
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    torch.manual_seed(1)
+    other = Proxy(PN, PM, context=context).eval()
+    other.load_state_dict(state)
+    rebuilt = Proxy.from_state_dict(state).eval()
+    assert rebuilt.config == model.config
+    x = torch.rand(1, 3, 48, 40)
+    with torch.no_grad():
+        ref = model(x, 27)
+        for m in (other, rebuilt):
+            out = m(x, 27)
+            assert torch.equal(out.x_hat, ref.x_hat) and torch.equal(out.bits, ref.bits)
+
+
+def test_proxy_mismatched_state_dict_raises_a_clear_error():
+    state = Proxy(PN, PM).state_dict()
+    with pytest.raises(ValueError, match=r"'g_a\.6\.(weight|bias)'.*M=16.*M=12"):
+        Proxy(PN, 16).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"missing keys \['context_prediction"):
+        Proxy(PN, PM, context=True).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"'g_a\.0\.(weight|bias)'"):
+        Proxy(PN + 1, PM).load_state_dict(state)
