@@ -1,0 +1,254 @@
+"""``BPGProxyFn``: real BPG in the forward pass, a learned proxy codec in the backward pass.
+
+Forward: each image of ``x_bar`` is packed to 8-bit YUV on its device (the
+reference-exact ``ops.rgb_to_yuv``), moved to reused (pinned) host buffers, encoded and
+decoded by the C++ thread pool with real BPG at its own QP, moved back and unpacked
+(``ops.yuv_to_rgb``). ``x_hat`` holds the real decoded pixels and ``bits`` the real file
+sizes. While the CPU pool codes, the proxy's forward runs on the GPU.
+
+Backward: straight through the proxy. The gradient reaching ``x_hat`` and ``bits`` is
+sent back through the proxy's reconstruction and estimated rate (``proxy(x_bar, qp) ->
+(x_tilde, rate_tilde)``), so ``d loss / d x_bar`` is what it would be if the proxy's
+outputs had BPG's values. The proxy's own parameters get gradients only with
+``proxy_grad=True``.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import _bpg, ops
+
+__all__ = ["BPGProxyFn", "BPGProxy", "bpg_proxy"]
+
+_CHROMA = {"420": 420, "444": 444, 420: 420, 444: 444}
+_CHROMA_CODE = {420: 1, 444: 3}
+
+
+def _proxy_outputs(out: Any) -> tuple[Tensor, Tensor]:
+    """(reconstruction, bits per image) from a proxy's return value."""
+    if hasattr(out, "x_hat") and hasattr(out, "bits"):
+        return out.x_hat, out.bits
+    if isinstance(out, (tuple, list)) and len(out) >= 2:
+        return out[0], out[1]
+    raise TypeError(
+        "the proxy must return (reconstruction, bits) or an object with .x_hat and .bits"
+    )
+
+
+class _HostBuffers:
+    """Host staging buffers, reused across calls (one set per device and shape).
+
+    Pinned when the images live on a GPU, so the copies are asynchronous DMA. Only the most
+    recent shape is kept, so repeated steps do not grow memory.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[int, int], Tensor, Tensor]] = {}
+
+    def get(self, device: torch.device, n: int, total: int) -> tuple[Tensor, Tensor]:
+        key = str(device)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == (n, total):
+                return hit[1], hit[2]
+            pin = device.type == "cuda"
+            src = torch.empty((n, total), dtype=torch.uint8, pin_memory=pin)
+            dst = torch.empty((n, total), dtype=torch.uint8, pin_memory=pin)
+            self._cache[key] = ((n, total), src, dst)
+            return src, dst
+
+    def cached(self) -> int:
+        """Number of buffer sets held (for tests)."""
+        return len(self._cache)
+
+
+_buffers = _HostBuffers()
+_codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bpg")
+
+
+def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:
+    if isinstance(qp, Tensor):
+        if qp.dim() == 0:
+            qp = int(qp.item())
+        else:
+            if qp.dim() != 1 or qp.numel() != n:
+                raise ValueError(f"qp tensor must have shape ({n},), got {tuple(qp.shape)}")
+            if qp.is_floating_point() and not torch.equal(qp, qp.round()):
+                raise ValueError("qp values must be integers")
+            qp = [int(v) for v in qp.tolist()]
+    if isinstance(qp, (int, np.integer)) and not isinstance(qp, bool):
+        qp = [int(qp)] * n
+    if not isinstance(qp, (list, tuple)) or len(qp) != n:
+        raise TypeError(f"qp must be an int or a sequence/tensor of {n} ints")
+    for q in qp:
+        if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q <= 51:
+            raise ValueError(f"qp values must be ints in 0..51, got {q!r}")
+    return [int(q) for q in qp]
+
+
+def _start_codec(
+    x_bar: Tensor, qps: list[int], chroma: int, level: int, threads: int
+) -> tuple[Future, Tensor, Tensor]:
+    """Pack on the device, move to host, and start the pool's encode/decode in the background."""
+    n, _, h, w = x_bar.shape
+    yuv = ops.rgb_to_yuv(x_bar.detach(), chroma)
+    host_in, host_out = _buffers.get(x_bar.device, n, yuv.shape[1])
+    host_in.copy_(yuv, non_blocking=True)
+    ready = None
+    if x_bar.device.type == "cuda":
+        ready = torch.cuda.Event()
+        ready.record()
+
+    def run() -> Any:
+        if ready is not None:
+            ready.synchronize()  # the device-to-host copy has landed
+        return _bpg.roundtrip_yuv_batch(
+            host_in.numpy(), w, h, qps, _CHROMA_CODE[chroma], level, threads, host_out.numpy()
+        )
+
+    return _codec_thread.submit(run), host_out, yuv
+
+
+class BPGProxyFn(torch.autograd.Function):
+    """``x_hat, bits = BPGProxyFn.apply(x_bar, qp, proxy, level=8, chroma=420, threads=0,
+    proxy_grad=False)``.
+
+    ``x_bar``: (N, 3, H, W) float RGB in [0, 1] on CPU or CUDA. ``qp``: int or (N,) ints.
+    ``proxy``: a module called as ``proxy(x_bar, qp_tensor)`` returning the reconstruction and
+    the estimated bits per image. Returns ``x_hat`` (real BPG pixels, ``x_bar``'s dtype) and
+    ``bits`` (N,) float32 (real file sizes); gradients flow back through the proxy.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x_bar: Tensor,
+        qp: int | Tensor,
+        proxy: nn.Module,
+        level: int = 8,
+        chroma: int | str = 420,
+        threads: int = 0,
+        proxy_grad: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        if not isinstance(x_bar, Tensor) or not x_bar.is_floating_point():
+            raise TypeError("x_bar must be a floating-point tensor")
+        if x_bar.dim() != 4 or x_bar.shape[1] != 3:
+            raise ValueError(f"x_bar must be (N, 3, H, W), got {tuple(x_bar.shape)}")
+        if chroma not in _CHROMA:
+            raise ValueError(f"chroma must be 420 or 444, got {chroma!r}")
+        chroma_i = _CHROMA[chroma]
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 9:
+            raise ValueError(f"level must be an int in 1..9, got {level!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: one per core), got {threads!r}")
+        n, _, h, w = x_bar.shape
+        qps = _qp_list(qp, n)
+
+        future, host_out, yuv = _start_codec(x_bar, qps, chroma_i, level, threads)
+
+        # Meanwhile, the proxy's graph on a detached leaf: the backward pass differentiates it.
+        qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
+        x_in = x_bar.detach().requires_grad_(True)
+        with torch.enable_grad():
+            x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
+        if x_tilde.shape != x_bar.shape or rate.shape != (n,):
+            raise ValueError(
+                f"the proxy returned shapes {tuple(x_tilde.shape)} and {tuple(rate.shape)}, "
+                f"expected {tuple(x_bar.shape)} and ({n},)"
+            )
+
+        _, nbits = future.result()
+        yuv_back = host_out.to(x_bar.device, non_blocking=True)
+        x_hat = ops.yuv_to_rgb(yuv_back, h, w, chroma_i).to(x_bar.dtype)
+        bits = torch.from_numpy(np.asarray(nbits, dtype=np.float32)).to(x_bar.device)
+        del yuv
+
+        ctx.x_in = x_in
+        ctx.x_tilde = x_tilde
+        ctx.rate = rate
+        ctx.proxy = proxy
+        ctx.proxy_grad = proxy_grad
+        return x_hat, bits
+
+    @staticmethod
+    def backward(ctx: Any, grad_x_hat: Tensor, grad_bits: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        outputs = [ctx.x_tilde, ctx.rate]
+        grads = [grad_x_hat.to(ctx.x_tilde.dtype), grad_bits.to(ctx.rate.dtype)]
+        if ctx.proxy_grad:
+            params = [p for p in ctx.proxy.parameters() if p.requires_grad]
+            # Accumulates into the proxy's .grad like any other backward would.
+            torch.autograd.backward(outputs, grads, inputs=[ctx.x_in, *params])
+            grad_x = ctx.x_in.grad
+        else:
+            (grad_x,) = torch.autograd.grad(outputs, [ctx.x_in], grads, allow_unused=True)
+        ctx.x_in = ctx.x_tilde = ctx.rate = None
+        return grad_x, None, None, None, None, None, None
+
+
+def bpg_proxy(
+    x_bar: Tensor,
+    qp: int | Tensor,
+    proxy: nn.Module,
+    *,
+    level: int = 8,
+    chroma: int | str = 420,
+    threads: int = 0,
+    proxy_grad: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Functional form of :class:`BPGProxyFn` with keyword options.
+
+    Returns ``(x_hat, bits)``: the real BPG reconstruction of each image at its QP and the
+    real file sizes in bits; gradients go through ``proxy``.
+    """
+    return BPGProxyFn.apply(x_bar, qp, proxy, level, chroma, threads, proxy_grad)
+
+
+class BPGProxy(nn.Module):
+    """A module holding the proxy: ``BPGProxy(proxy)(x_bar, qp) -> (x_hat, bits)``.
+
+    The proxy is kept in eval mode (rounding, no noise), as the method uses a frozen proxy
+    for the NPP's gradients; pass ``proxy_grad=True`` to train it through this op too.
+    """
+
+    def __init__(
+        self,
+        proxy: nn.Module,
+        *,
+        level: int = 8,
+        chroma: int | str = 420,
+        threads: int = 0,
+        proxy_grad: bool = False,
+    ) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.level = level
+        self.chroma = chroma
+        self.threads = threads
+        self.proxy_grad = proxy_grad
+
+    def train(self, mode: bool = True) -> BPGProxy:
+        """Set this module's mode; the proxy follows only when it is trained too."""
+        super().train(mode)
+        if not self.proxy_grad:
+            self.proxy.eval()
+        return self
+
+    def forward(self, x_bar: Tensor, qp: int | Tensor) -> tuple[Tensor, Tensor]:
+        """Real BPG forward, proxy backward (see :class:`BPGProxyFn`)."""
+        return bpg_proxy(
+            x_bar,
+            qp,
+            self.proxy,
+            level=self.level,
+            chroma=self.chroma,
+            threads=self.threads,
+            proxy_grad=self.proxy_grad,
+        )
