@@ -1,4 +1,5 @@
 // bpg_decoder: a .bpg file in, planar YUV or RGB out, through libde265.
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -6,6 +7,7 @@
 
 #include <libde265/de265.h>
 
+#include "bitstream.h"
 #include "bpg/bpg.h"
 #include "color.h"
 #include "format.h"
@@ -15,6 +17,7 @@ struct bpg_decoder {
     std::vector<uint8_t> planes;
     std::vector<uint8_t> annexb;
     std::string error;
+    int last_format[4] = {0, 0, 0, 0}; // width, height, chroma, min CB of the last picture
     ~bpg_decoder()
     {
         if (ctx != nullptr)
@@ -99,6 +102,159 @@ void append_start_code(std::vector<uint8_t> &out, const uint8_t *nal, size_t siz
     out.insert(out.end(), nal, nal + size);
 }
 
+// The first libde265 warning pending on ctx (DE265_OK if none); drains them all.
+de265_error drain_warnings(de265_decoder_context *ctx)
+{
+    de265_error first = DE265_OK;
+    for (int i = 0; i < 1000; ++i) {
+        const de265_error w = de265_get_warning(ctx);
+        if (w == DE265_OK)
+            break;
+        if (first == DE265_OK)
+            first = w;
+    }
+    return first;
+}
+
+// The colour plane's NAL units, checked: what libde265 would silently skip,
+// or take from an earlier file on the same context, is refused here.
+bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef> *out,
+                       std::string *err)
+{
+    const std::vector<NalRef> nals = split_nals(data + h.hevc_data_offset, h.hevc_data_size, false);
+    const NalRef *pps = nullptr, *first_vcl = nullptr;
+    for (const NalRef &n : nals) {
+        if (n.size < 3 || (n.data[0] & 0x80)) {
+            *err = "hevc_data holds a malformed NAL unit";
+            return BPG_ERR_CORRUPT;
+        }
+        if (n.layer() != 0)
+            continue; // the alpha plane
+        const int t = n.type();
+        if ((n.data[1] & 7) != 1) {
+            *err = "hevc_data holds a NAL unit of a temporal sub-layer";
+            return BPG_ERR_CORRUPT;
+        }
+        if (t > 21 && (t < 34 || t > 40)) {
+            *err = "hevc_data holds a NAL unit of unexpected type " + std::to_string(t);
+            return BPG_ERR_CORRUPT;
+        }
+        if (t == 34 && first_vcl == nullptr)
+            pps = &n;
+        if (t <= 21 && first_vcl == nullptr)
+            first_vcl = &n;
+        out->push_back(n);
+    }
+    if (first_vcl == nullptr) {
+        *err = "hevc_data holds no picture data";
+        return BPG_ERR_CORRUPT;
+    }
+    if (pps == nullptr) {
+        *err = "hevc_data has no picture parameter set before the picture";
+        return BPG_ERR_CORRUPT;
+    }
+    // A slice cut inside its header would decode to nothing, silently.
+    const PpsInfo info = parse_pps(pps->data, pps->size);
+    if (info.ok) {
+        const std::vector<uint8_t> rbsp = unescape_nal(first_vcl->data + 2, first_vcl->size - 2);
+        const int chroma = chroma_of_pixel_format(h.pixel_format);
+        if (!scan_slice_header(rbsp, info, h.hevc.sao, chroma != BPG_CM_GRAY).ok) {
+            *err = "the first slice header is truncated or invalid";
+            return BPG_ERR_CORRUPT;
+        }
+    }
+    return BPG_OK;
+}
+
+// libde265 leaves the blocks a damaged slice never reached as they were in
+// its picture buffer. Zeroing every picture after use makes such blocks
+// Y = Cb = Cr = 0 when the buffer is reused, a colour no RGB source converts
+// to, so that they can be found and the file refused.
+void scrub(const de265_image *img, int nplanes)
+{
+    for (int c = 0; c < nplanes; ++c) {
+        int stride = 0;
+        uint8_t *p = const_cast<uint8_t *>(de265_get_image_plane(img, c, &stride));
+        if (p != nullptr && stride > 0)
+            std::memset(p, 0, static_cast<size_t>(stride) * de265_get_image_height(img, c));
+    }
+}
+
+// True when some coding tree block is zero in all three planes.
+bool has_undecoded_block(const de265_image *img, const Header &h, int chroma)
+{
+    const int ctb = 1 << (h.hevc.log2_min_cb + h.hevc.log2_diff_max_min_cb);
+    const int sx = (chroma == BPG_CM_420 || chroma == BPG_CM_422) ? 1 : 0;
+    const int sy = chroma == BPG_CM_420 ? 1 : 0;
+    const int w = de265_get_image_width(img, 0), ht = de265_get_image_height(img, 0);
+    int stride[3];
+    const uint8_t *plane[3];
+    for (int c = 0; c < 3; ++c)
+        plane[c] = de265_get_image_plane(img, c, &stride[c]);
+    auto zero = [&](int c, int x0, int y0, int x1, int y1) {
+        for (int y = y0; y < y1; ++y)
+            for (int x = x0; x < x1; ++x)
+                if (plane[c][static_cast<ptrdiff_t>(y) * stride[c] + x] != 0)
+                    return false;
+        return true;
+    };
+    for (int by = 0; by < ht; by += ctb) {
+        for (int bx = 0; bx < w; bx += ctb) {
+            const int ex = bx + ctb < w ? bx + ctb : w, ey = by + ctb < ht ? by + ctb : ht;
+            if (zero(0, bx, by, ex, ey) && zero(1, bx >> sx, by >> sy, ex >> sx, ey >> sy) &&
+                zero(2, bx >> sx, by >> sy, ex >> sx, ey >> sy))
+                return true;
+        }
+    }
+    return false;
+}
+
+// One decode of the picture by libde265.
+bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<NalRef> &nals,
+                        int nplanes, const de265_image **out, std::string *err)
+{
+    de265_decoder_context *ctx = dec->ctx;
+    de265_reset(ctx);
+    drain_warnings(ctx); // left over from an earlier file
+    const std::vector<uint8_t> vps = make_vps(h), sps = make_sps(h, false);
+    de265_push_NAL(ctx, vps.data(), static_cast<int>(vps.size()), 0, nullptr);
+    de265_push_NAL(ctx, sps.data(), static_cast<int>(sps.size()), 0, nullptr);
+    for (const NalRef &n : nals)
+        de265_push_NAL(ctx, n.data, static_cast<int>(n.size), 0, nullptr);
+    de265_flush_data(ctx);
+    const de265_image *img = nullptr;
+    de265_error failure = DE265_OK;
+    int more = 1;
+    // Bounded: each call consumes input or produces a picture.
+    for (size_t iter = 0; more && img == nullptr && iter < 4 * nals.size() + 64; ++iter) {
+        const de265_error e = de265_decode(ctx, &more);
+        if (e == DE265_ERROR_WAITING_FOR_INPUT_DATA)
+            break;
+        if (!de265_isOK(e)) {
+            failure = e;
+            break;
+        }
+        img = de265_get_next_picture(ctx);
+    }
+    if (img == nullptr)
+        img = de265_get_next_picture(ctx);
+    const de265_error warn = drain_warnings(ctx);
+    if (failure == DE265_OK)
+        failure = warn;
+    if (failure != DE265_OK) {
+        if (img != nullptr)
+            scrub(img, nplanes); // a damaged picture must not linger in the buffer
+        *err = std::string("libde265: ") + de265_get_error_text(failure);
+        return BPG_ERR_CORRUPT;
+    }
+    if (img == nullptr) {
+        *err = "libde265 produced no picture (truncated or corrupt data)";
+        return BPG_ERR_DECODER;
+    }
+    *out = img;
+    return BPG_OK;
+}
+
 // Decode the colour plane into dec->planes (layout of the header's size).
 bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Header *h)
 {
@@ -106,80 +262,67 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     bpg_status s = parse_header(data, size, h, &err);
     if (s == BPG_OK)
         s = check_header(*h, &err);
+    std::vector<NalRef> nals;
+    if (s == BPG_OK)
+        s = select_nals(*h, data, &nals, &err);
     if (s != BPG_OK)
         return fail(dec, s, err);
     const int chroma = chroma_of_pixel_format(h->pixel_format);
     const int width = static_cast<int>(h->width), height = static_cast<int>(h->height);
+    const int nplanes = chroma == BPG_CM_GRAY ? 1 : 3;
 
     if (dec->ctx == nullptr) {
         dec->ctx = de265_new_decoder();
         if (dec->ctx == nullptr)
             return fail(dec, BPG_ERR_NO_MEMORY, "libde265 could not create a decoder");
-        // Drop pictures libde265 knows to be broken instead of returning them.
-        de265_set_parameter_bool(dec->ctx, DE265_DECODER_PARAM_SUPPRESS_FAULTY_PICTURES, 1);
-    } else {
-        de265_reset(dec->ctx);
+        // Faulty pictures are returned too, so that they can be scrubbed.
+        de265_set_parameter_bool(dec->ctx, DE265_DECODER_PARAM_SUPPRESS_FAULTY_PICTURES, 0);
     }
-    de265_decoder_context *ctx = dec->ctx;
-    const std::vector<uint8_t> vps = make_vps(*h), sps = make_sps(*h, false);
-    de265_push_NAL(ctx, vps.data(), static_cast<int>(vps.size()), 0, nullptr);
-    de265_push_NAL(ctx, sps.data(), static_cast<int>(sps.size()), 0, nullptr);
-    const std::vector<NalRef> nals =
-        split_nals(data + h->hevc_data_offset, h->hevc_data_size, false);
-    int colour_nals = 0;
-    for (const NalRef &n : nals) {
-        if (n.size < 2 || n.layer() != 0 || (n.data[0] & 0x80))
-            continue; // alpha plane (layer 1) or a forbidden bit
-        const int t = n.type();
-        if (t == 32 || t == 33)
-            return fail(dec, BPG_ERR_CORRUPT, "hevc_data must not carry a VPS or SPS");
-        de265_push_NAL(ctx, n.data, static_cast<int>(n.size), 0, nullptr);
-        ++colour_nals;
-    }
-    if (colour_nals == 0)
-        return fail(dec, BPG_ERR_CORRUPT, "hevc_data holds no NAL unit of the colour plane");
-    de265_flush_data(ctx);
-
     const de265_image *img = nullptr;
-    int more = 1;
-    // Bounded: each call consumes input or produces a picture.
-    for (int iter = 0; more && img == nullptr && iter < 4 * colour_nals + 64; ++iter) {
-        const de265_error e = de265_decode(ctx, &more);
-        if (e == DE265_ERROR_WAITING_FOR_INPUT_DATA)
-            break;
-        if (!de265_isOK(e))
-            return fail(dec, BPG_ERR_CORRUPT, std::string("libde265: ") + de265_get_error_text(e));
-        img = de265_get_next_picture(ctx);
+    s = run_libde265(dec, *h, nals, nplanes, &img, &err);
+    // A picture of a new format lands in a fresh buffer, not yet zeroed:
+    // zero it and decode again into it.
+    const int format[4] = {width, height, chroma, h->hevc.log2_min_cb};
+    if (s == BPG_OK && !std::equal(format, format + 4, dec->last_format)) {
+        scrub(img, nplanes);
+        std::copy(format, format + 4, dec->last_format);
+        s = run_libde265(dec, *h, nals, nplanes, &img, &err);
     }
-    const de265_error warn = de265_get_warning(ctx);
-    if (warn != DE265_OK)
-        return fail(dec, BPG_ERR_CORRUPT, std::string("libde265: ") + de265_get_error_text(warn));
-    if (img == nullptr)
-        return fail(dec, BPG_ERR_DECODER,
-                    "libde265 produced no picture (truncated or corrupt data)");
+    if (s != BPG_OK)
+        return fail(dec, s, err);
 
     const de265_chroma dc = de265_get_chroma_format(img);
     const int want = chroma == BPG_CM_GRAY  ? de265_chroma_mono
                      : chroma == BPG_CM_420 ? de265_chroma_420
                      : chroma == BPG_CM_422 ? de265_chroma_422
                                             : de265_chroma_444;
-    if (static_cast<int>(dc) != want || de265_get_bits_per_pixel(img, 0) != 8)
+    if (static_cast<int>(dc) != want || de265_get_bits_per_pixel(img, 0) != 8) {
+        scrub(img, nplanes);
         return fail(dec, BPG_ERR_CORRUPT, "decoded picture does not match the header's format");
+    }
+    // Gray has no impossible colour to look for; its coverage is not checked.
+    if (chroma != BPG_CM_GRAY && has_undecoded_block(img, *h, chroma)) {
+        scrub(img, nplanes);
+        return fail(dec, BPG_ERR_CORRUPT,
+                    "the picture was not completely decoded (truncated or corrupt slice data)");
+    }
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     try {
         dec->planes.resize(l.total);
     } catch (const std::bad_alloc &) {
+        scrub(img, nplanes);
         return fail(dec, BPG_ERR_NO_MEMORY, "out of memory");
     }
-    const int nplanes = chroma == BPG_CM_GRAY ? 1 : 3;
     for (int c = 0; c < nplanes; ++c) {
         const int rw = c == 0 ? width : l.chroma_w, rh = c == 0 ? height : l.chroma_h;
         const int pw = c == 0 ? l.coded_w : l.coded_cw, ph = c == 0 ? l.coded_h : l.coded_ch;
         int stride = 0;
         const uint8_t *src = de265_get_image_plane(img, c, &stride);
         if (src == nullptr || de265_get_image_width(img, c) < rw ||
-            de265_get_image_height(img, c) < rh)
+            de265_get_image_height(img, c) < rh) {
+            scrub(img, nplanes);
             return fail(dec, BPG_ERR_CORRUPT, "decoded picture is smaller than the header says");
+        }
         uint8_t *dst = dec->planes.data() + (c == 0 ? 0 : l.y_size + (c - 1) * l.c_size);
         for (int y = 0; y < rh; ++y)
             std::memcpy(dst + static_cast<size_t>(y) * pw, src + static_cast<ptrdiff_t>(y) * stride,
@@ -188,6 +331,7 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         // how the decoder cropped.
         pad_plane(dst, rw, rh, pw, ph);
     }
+    scrub(img, nplanes);
     return BPG_OK;
 }
 

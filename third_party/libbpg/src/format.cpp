@@ -14,18 +14,25 @@ const uint8_t kMagic[4] = {0x42, 0x50, 0x47, 0xFB};
 bool parse_hevc_header(const uint8_t *data, size_t size, HevcParams *p, std::string *err)
 {
     BitReader br(data, size);
-    p->log2_min_cb = static_cast<int>(br.get_ue()) + 3;
-    p->log2_diff_max_min_cb = static_cast<int>(br.get_ue());
-    p->log2_min_tb = static_cast<int>(br.get_ue()) + 2;
-    p->log2_diff_max_min_tb = static_cast<int>(br.get_ue());
-    p->max_th_depth_intra = static_cast<int>(br.get_ue());
+    // Every field is small; refuse large codes before any int arithmetic.
+    bool big = false;
+    auto small_ue = [&br, &big]() {
+        const uint32_t v = br.get_ue();
+        big = big || v > 16;
+        return v > 16 ? 0 : static_cast<int>(v);
+    };
+    p->log2_min_cb = small_ue() + 3;
+    p->log2_diff_max_min_cb = small_ue();
+    p->log2_min_tb = small_ue() + 2;
+    p->log2_diff_max_min_tb = small_ue();
+    p->max_th_depth_intra = small_ue();
     p->sao = br.get_flag();
     p->pcm = br.get_flag();
     if (p->pcm) {
         p->pcm_bits_luma = static_cast<int>(br.get(4)) + 1;
         p->pcm_bits_chroma = static_cast<int>(br.get(4)) + 1;
-        p->log2_min_pcm_cb = static_cast<int>(br.get_ue()) + 3;
-        p->log2_diff_max_min_pcm_cb = static_cast<int>(br.get_ue());
+        p->log2_min_pcm_cb = small_ue() + 3;
+        p->log2_diff_max_min_pcm_cb = small_ue();
         p->pcm_loop_filter_disabled = br.get_flag();
     }
     p->strong_intra_smoothing = br.get_flag();
@@ -36,6 +43,10 @@ bool parse_hevc_header(const uint8_t *data, size_t size, HevcParams *p, std::str
         if (p->sps_range_extension)
             for (int &f : p->range_ext_flags)
                 f = br.get_flag();
+    }
+    if (big) {
+        *err = "hevc_header has out-of-range block sizes";
+        return false;
     }
     if (br.failed()) {
         *err = "hevc_header is truncated";
@@ -395,7 +406,7 @@ PpsInfo parse_pps(const uint8_t *nal, size_t size)
     br.get_flag(); // weighted_bipred
     br.get_flag(); // transquant_bypass_enabled
     const bool tiles = br.get_flag();
-    br.get_flag(); // entropy_coding_sync_enabled
+    info.entropy_coding_sync = br.get_flag();
     if (tiles)
         return info; // x265 writes no tiles
     info.loop_filter_across_slices = br.get_flag();
@@ -410,7 +421,7 @@ PpsInfo parse_pps(const uint8_t *nal, size_t size)
     br.get_flag(); // pps_scaling_list_data_present (x265: 0)
     br.get_flag(); // lists_modification_present
     br.get_ue();   // log2_parallel_merge_level_minus2
-    br.get_flag(); // slice_segment_header_extension_present
+    info.header_extension_present = br.get_flag();
     const bool ext = br.get_flag();
     // A PPS range extension could add cu_chroma_qp_offset_enabled_flag to
     // the slice header; x265 writes none.
@@ -418,23 +429,20 @@ PpsInfo parse_pps(const uint8_t *nal, size_t size)
     return info;
 }
 
-std::vector<uint8_t> canonicalize_slice(const uint8_t *nal, size_t size, const PpsInfo &pps,
-                                        bool sao, bool has_chroma)
+SliceHeaderScan scan_slice_header(const std::vector<uint8_t> &rbsp, const PpsInfo &pps, bool sao,
+                                  bool has_chroma)
 {
-    std::vector<uint8_t> same(nal, nal + size);
-    const int type = size >= 2 ? (nal[0] >> 1) & 0x3f : -1;
-    // Only IDR pictures (no picture order count in the header) are handled.
-    if (!pps.ok || !pps.loop_filter_across_slices || (type != 19 && type != 20))
-        return same;
-    std::vector<uint8_t> rbsp = unescape_nal(nal + 2, size - 2);
+    SliceHeaderScan scan;
+    if (!pps.ok)
+        return scan;
     BitReader br(rbsp.data(), rbsp.size());
     if (!br.get_flag()) // first_slice_segment_in_pic_flag
-        return same;
+        return scan;
     br.get_flag(); // no_output_of_prior_pics_flag
     br.get_ue();   // slice_pic_parameter_set_id
     br.get(pps.num_extra_slice_header_bits);
     if (br.get_ue() != 2) // slice_type must be I
-        return same;
+        return scan;
     if (pps.output_flag_present)
         br.get_flag();
     bool sao_luma = false, sao_chroma = false;
@@ -456,11 +464,52 @@ std::vector<uint8_t> canonicalize_slice(const uint8_t *nal, size_t size, const P
             br.get_se();
         }
     }
-    if (br.failed() || !(sao_luma || sao_chroma || !deblock_disabled))
+    if (pps.loop_filter_across_slices && (sao_luma || sao_chroma || !deblock_disabled)) {
+        scan.has_loop_filter_flag = true;
+        scan.loop_filter_flag_pos = br.bit_pos();
+        br.get_flag();
+    }
+    if (pps.entropy_coding_sync) {
+        const uint32_t entry_points = br.get_ue();
+        if (entry_points > 4096)
+            return scan;
+        if (entry_points > 0) {
+            const uint32_t len = br.get_ue() + 1;
+            if (len > 32)
+                return scan;
+            for (uint32_t i = 0; i < entry_points && !br.failed(); ++i)
+                br.get(static_cast<int>(len));
+        }
+    }
+    if (pps.header_extension_present) {
+        const uint32_t len = br.get_ue();
+        if (len > 256)
+            return scan;
+        for (uint32_t i = 0; i < len && !br.failed(); ++i)
+            br.get(8);
+    }
+    // byte_alignment(): a one bit, then zeros; slice data must follow.
+    const bool one = br.get_flag();
+    while (!br.failed() && (br.bit_pos() & 7) != 0)
+        br.get(1);
+    scan.ok = one && !br.failed() && br.bit_pos() < rbsp.size() * 8;
+    return scan;
+}
+
+std::vector<uint8_t> canonicalize_slice(const uint8_t *nal, size_t size, const PpsInfo &pps,
+                                        bool sao, bool has_chroma)
+{
+    std::vector<uint8_t> same(nal, nal + size);
+    const int type = size >= 2 ? (nal[0] >> 1) & 0x3f : -1;
+    // Only IDR pictures (no picture order count in the header) are handled.
+    if (size < 3 || (type != 19 && type != 20))
         return same;
-    const size_t pos = br.bit_pos();
-    uint8_t &byte = rbsp[pos >> 3];
-    const uint8_t mask = static_cast<uint8_t>(0x80 >> (pos & 7));
+    std::vector<uint8_t> rbsp = unescape_nal(nal + 2, size - 2);
+    const SliceHeaderScan scan = scan_slice_header(rbsp, pps, sao, has_chroma);
+    if (!scan.ok || !scan.has_loop_filter_flag)
+        return same;
+    uint8_t &byte = rbsp[scan.loop_filter_flag_pos >> 3];
+    const uint8_t mask = static_cast<uint8_t>(0x80 >> (scan.loop_filter_flag_pos & 7));
     if (byte & mask)
         return same;
     byte |= mask;

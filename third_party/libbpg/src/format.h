@@ -81,8 +81,22 @@ struct PpsInfo {
     bool loop_filter_across_slices = false;
     bool deblocking_override_enabled = false;
     bool deblocking_disabled = false;
+    bool entropy_coding_sync = false;
+    bool header_extension_present = false;
 };
 PpsInfo parse_pps(const uint8_t *nal, size_t size);
+
+// Where the fields of an I slice's header lie in its RBSP (bit positions).
+struct SliceHeaderScan {
+    bool ok = false;                   // the whole header parsed inside the NAL
+    size_t loop_filter_flag_pos = 0;   // slice_loop_filter_across_slices_enabled_flag
+    bool has_loop_filter_flag = false; // ... when present
+};
+// Scans the header of the first slice segment of an IDR I picture (the only
+// kind BPG holds). `rbsp` is the NAL payload after its 2-byte header,
+// emulation prevention removed.
+SliceHeaderScan scan_slice_header(const std::vector<uint8_t> &rbsp, const PpsInfo &pps, bool sao,
+                                  bool has_chroma);
 
 // x265 sets slice_loop_filter_across_slices_enabled_flag from the picture
 // order count, so a reused encoder would write different bytes for the same

@@ -105,20 +105,50 @@ bool apply_extra(const x265_api *api, x265_param *p, const std::string &extra, s
         const size_t eq = item.find('=');
         const std::string name = item.substr(0, eq);
         const std::string value = eq == std::string::npos ? "1" : item.substr(eq + 1);
-        // These are fixed by the BPG format or by the encoder pool.
-        static const char *const kFixed[] = {
-            "ctu",         "min-cu-size",   "input-csp",    "input-res",
-            "input-depth", "fps",           "keyint",       "min-keyint",
-            "bframes",     "rc-lookahead",  "frames",       "repeat-headers",
-            "info",        "frame-threads", "pools",        "numa-pools",
-            "qp",          "crf",           "bitrate",      "open-gop",
-            "preset",      "tune",          "output-depth", "interlace"};
-        for (const char *f : kFixed) {
-            if (name == f) {
-                *err = "x265 parameter '" + name +
-                       "' is set by the BPG encoder and cannot be overridden";
-                return false;
-            }
+        // Only coding-tool options: the rest is fixed by the BPG format or the
+        // encoder pool, and some x265 options crash (analysis-save) or block
+        // (ctu-info) an encoder used this way.
+        static const char *const kAllowed[] = {"rd",
+                                               "rdoq-level",
+                                               "psy-rd",
+                                               "psy-rdoq",
+                                               "tskip",
+                                               "tskip-fast",
+                                               "rd-refine",
+                                               "limit-tu",
+                                               "tu-intra-depth",
+                                               "tu-inter-depth",
+                                               "max-tu-size",
+                                               "sao",
+                                               "selective-sao",
+                                               "sao-non-deblock",
+                                               "strong-intra-smoothing",
+                                               "cbqpoffs",
+                                               "crqpoffs",
+                                               "deblock",
+                                               "rskip",
+                                               "fast-intra",
+                                               "b-intra",
+                                               "early-skip",
+                                               "ssim-rd",
+                                               "qg-size",
+                                               "limit-modes",
+                                               "rect",
+                                               "amp",
+                                               "constrained-intra",
+                                               "signhide",
+                                               "rdpenalty",
+                                               "splitrd-skip",
+                                               "cu-lossless"};
+        const std::string base = name.rfind("no-", 0) == 0 ? name.substr(3) : name;
+        bool allowed = false;
+        for (const char *a : kAllowed)
+            allowed = allowed || base == a;
+        if (!allowed) {
+            *err = "x265 parameter '" + name +
+                   "' is not accepted: only coding-tool options (rd, rdoq-level, psy-rd, tskip, "
+                   "sao, deblock, cbqpoffs, ...) may be set; the rest is fixed by the BPG encoder";
+            return false;
         }
         if (api->param_parse(p, name.c_str(), value.c_str()) != 0) {
             *err = "x265 rejected parameter '" + item + "'";
@@ -209,6 +239,18 @@ X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
     p->minCUSize = static_cast<uint32_t>(cfg.min_cu);
     if (p->maxTUSize > p->maxCUSize)
         p->maxTUSize = p->maxCUSize;
+    // Presets assume 64x64 CTUs; x265 refuses TU trees deeper than a smaller
+    // CTU allows (log2(ctu) - 2 + 1), e.g. placebo's depth 4 with 16x16.
+    uint32_t log2_ctu = 0;
+    while ((1u << log2_ctu) < p->maxCUSize)
+        ++log2_ctu;
+    if (p->tuQTMaxIntraDepth > log2_ctu - 1)
+        p->tuQTMaxIntraDepth = log2_ctu - 1;
+    if (p->tuQTMaxInterDepth > log2_ctu - 1)
+        p->tuQTMaxInterDepth = log2_ctu - 1;
+    // Long thin pictures need an HEVC level whose minimum CTU is 32; BPG
+    // decoders do not check levels.
+    p->bAllowNonConformance = 1;
     if (!apply_extra(api, p, key.extra, err)) {
         delete e;
         return nullptr;
