@@ -35,6 +35,8 @@ MAX_SIDE: int = _bpg.MAX_SIDE
 
 _CHROMA_CODES = {"gray": 0, "420": 1, "422": 2, "444": 3}
 _CHROMA_NAMES = {v: k for k, v in _CHROMA_CODES.items()}
+# decode(output=...) -> the internal kind used by _from_rgb_u8
+_OUTPUT_KINDS = {"numpy": "numpy", "torch": "torch_u8", "torch_float": "torch_float", "pil": "pil"}
 
 __all__ = [
     "BPGError",
@@ -179,7 +181,7 @@ def _to_rgb_u8(image: Any) -> tuple[np.ndarray, str]:
             kind = "torch_u8"
             t = image
         elif image.is_floating_point():
-            kind = "torch_float"
+            kind = "torch_float" if image.dtype == torch.float32 else f"torch_float:{image.dtype}"
             t = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
         else:
             raise TypeError(f"tensor dtype must be uint8 or floating point, got {image.dtype}")
@@ -210,12 +212,22 @@ def _from_rgb_u8(arr: np.ndarray, kind: str) -> Any:
         from PIL import Image
 
         return Image.fromarray(arr, "RGB")
-    if kind in ("torch_u8", "torch_float"):
+    if kind.startswith("torch"):
         import torch
 
         t = torch.from_numpy(arr).permute(2, 0, 1)
-        return t if kind == "torch_u8" else t.float().div_(255)
+        if kind == "torch_u8":
+            return t
+        # float output in the input's dtype ("torch_float:torch.float64" etc.)
+        dtype = getattr(torch, kind.split(":torch.")[1]) if ":" in kind else torch.float32
+        return t.to(dtype).div_(255)
     return arr
+
+
+def _output_kind(output: str) -> str:
+    if output not in _OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {sorted(_OUTPUT_KINDS)}, got {output!r}")
+    return _OUTPUT_KINDS[output]
 
 
 def _as_bytes(data: Any) -> bytes | bytearray | memoryview:
@@ -260,10 +272,8 @@ def decode(data: Any, *, output: str = "numpy") -> Any:
     ``output`` is ``"numpy"`` (``(H, W, 3)`` uint8), ``"torch"`` (``(3, H, W)`` uint8),
     ``"torch_float"`` (``(3, H, W)`` float32 in [0, 1]) or ``"pil"``.
     """
-    kinds = {"numpy": "numpy", "torch": "torch_u8", "torch_float": "torch_float", "pil": "pil"}
-    if output not in kinds:
-        raise ValueError(f"output must be one of {sorted(kinds)}, got {output!r}")
-    return _from_rgb_u8(_bpg.decode_rgb(_as_bytes(data)), kinds[output])
+    kind = _output_kind(output)
+    return _from_rgb_u8(_bpg.decode_rgb(_as_bytes(data)), kind)
 
 
 def roundtrip(
@@ -356,13 +366,9 @@ def decode_batch(
     """Decode N ``.bpg`` files on the thread pool; returns a list of images (see :func:`decode`)."""
     if not isinstance(datas, (list, tuple)):
         raise TypeError("datas must be a list of bytes-like objects")
+    kind = _output_kind(output)
     decoded = _bpg.decode_batch([_as_bytes(d) for d in datas], _check_threads(threads))
-    if output == "numpy":
-        return decoded
-    return [
-        _from_rgb_u8(a, {"torch": "torch_u8", "torch_float": "torch_float", "pil": "pil"}[output])
-        for a in decoded
-    ]
+    return [_from_rgb_u8(a, kind) for a in decoded]
 
 
 def roundtrip_batch(
@@ -382,18 +388,14 @@ def roundtrip_batch(
     """
     arrays, kind, stacked = _batch_to_list(images)
     qps = _qps_for(qp, len(arrays))
+    code, level, threads = _chroma_code(chroma), _check_level(level), _check_threads(threads)
+    if not arrays:
+        return RoundTrip([], images[:0] if stacked else [], np.zeros(0, np.int64))
     out = None
-    if stacked and kind == "numpy" and arrays:
+    if stacked and kind == "numpy":
         out = np.empty((len(arrays),) + arrays[0].shape, np.uint8)
     files, decoded, bits = _bpg.roundtrip_batch(
-        arrays,
-        qps,
-        _chroma_code(chroma),
-        _check_level(level),
-        _check_threads(threads),
-        True,
-        out,
-        _x265(x265_params),
+        arrays, qps, code, level, threads, True, out, _x265(x265_params)
     )
     if out is not None:
         return RoundTrip(list(files), decoded, bits)

@@ -18,6 +18,7 @@ struct bpg_decoder {
     std::vector<uint8_t> annexb;
     std::string error;
     int last_format[4] = {0, 0, 0, 0}; // width, height, chroma, min CB of the last picture
+    bool discard_context = false;      // the last decode failed inside libde265
     ~bpg_decoder()
     {
         if (ctx != nullptr)
@@ -167,42 +168,57 @@ bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef>
 }
 
 // libde265 leaves the blocks a damaged slice never reached as they were in
-// its picture buffer. Zeroing every picture after use makes such blocks
-// Y = Cb = Cr = 0 when the buffer is reused, a colour no RGB source converts
-// to, so that they can be found and the file refused.
+// its picture buffer. Every picture is overwritten after use with a pattern
+// no decoder output of a real picture matches over a whole coding block (a
+// 0/255 checkerboard of luma, chroma 0: out of the RGB gamut too), so such
+// blocks are found when the buffer is reused and the file is refused.
+uint8_t scrub_luma(int x, int y) { return ((x ^ y) & 1) ? 255 : 0; }
+
 void scrub(const de265_image *img, int nplanes)
 {
     for (int c = 0; c < nplanes; ++c) {
         int stride = 0;
         uint8_t *p = const_cast<uint8_t *>(de265_get_image_plane(img, c, &stride));
-        if (p != nullptr && stride > 0)
-            std::memset(p, 0, static_cast<size_t>(stride) * de265_get_image_height(img, c));
+        if (p == nullptr || stride <= 0)
+            continue;
+        const int h = de265_get_image_height(img, c);
+        if (c > 0) {
+            std::memset(p, 0, static_cast<size_t>(stride) * h);
+            continue;
+        }
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < stride; ++x)
+                p[static_cast<ptrdiff_t>(y) * stride + x] = scrub_luma(x, y);
     }
 }
 
-// True when some coding tree block is zero in all three planes.
+// True when some coding tree block still holds the scrub pattern.
 bool has_undecoded_block(const de265_image *img, const Header &h, int chroma)
 {
     const int ctb = 1 << (h.hevc.log2_min_cb + h.hevc.log2_diff_max_min_cb);
     const int sx = (chroma == BPG_CM_420 || chroma == BPG_CM_422) ? 1 : 0;
     const int sy = chroma == BPG_CM_420 ? 1 : 0;
+    const int nplanes = chroma == BPG_CM_GRAY ? 1 : 3;
     const int w = de265_get_image_width(img, 0), ht = de265_get_image_height(img, 0);
-    int stride[3];
-    const uint8_t *plane[3];
-    for (int c = 0; c < 3; ++c)
+    int stride[3] = {0, 0, 0};
+    const uint8_t *plane[3] = {nullptr, nullptr, nullptr};
+    for (int c = 0; c < nplanes; ++c)
         plane[c] = de265_get_image_plane(img, c, &stride[c]);
-    auto zero = [&](int c, int x0, int y0, int x1, int y1) {
+    auto scrubbed = [&](int c, int x0, int y0, int x1, int y1) {
         for (int y = y0; y < y1; ++y)
             for (int x = x0; x < x1; ++x)
-                if (plane[c][static_cast<ptrdiff_t>(y) * stride[c] + x] != 0)
+                if (plane[c][static_cast<ptrdiff_t>(y) * stride[c] + x] !=
+                    (c == 0 ? scrub_luma(x, y) : 0))
                     return false;
         return true;
     };
     for (int by = 0; by < ht; by += ctb) {
         for (int bx = 0; bx < w; bx += ctb) {
             const int ex = bx + ctb < w ? bx + ctb : w, ey = by + ctb < ht ? by + ctb : ht;
-            if (zero(0, bx, by, ex, ey) && zero(1, bx >> sx, by >> sy, ex >> sx, ey >> sy) &&
-                zero(2, bx >> sx, by >> sy, ex >> sx, ey >> sy))
+            bool all = scrubbed(0, bx, by, ex, ey);
+            for (int c = 1; c < nplanes && all; ++c)
+                all = scrubbed(c, bx >> sx, by >> sy, ex >> sx, ey >> sy);
+            if (all)
                 return true;
         }
     }
@@ -211,7 +227,7 @@ bool has_undecoded_block(const de265_image *img, const Header &h, int chroma)
 
 // One decode of the picture by libde265.
 bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<NalRef> &nals,
-                        int nplanes, const de265_image **out, std::string *err)
+                        const de265_image **out, std::string *err)
 {
     de265_decoder_context *ctx = dec->ctx;
     de265_reset(ctx);
@@ -241,15 +257,16 @@ bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<Nal
     const de265_error warn = drain_warnings(ctx);
     if (failure == DE265_OK)
         failure = warn;
-    if (failure != DE265_OK) {
-        if (img != nullptr)
-            scrub(img, nplanes); // a damaged picture must not linger in the buffer
+    if (failure != DE265_OK || img == nullptr) {
+        // A damaged picture may sit in a buffer we never get to scrub: start
+        // the next file on a new libde265 context.
+        dec->discard_context = true;
+        if (failure == DE265_OK) {
+            *err = "libde265 produced no picture (truncated or corrupt data)";
+            return BPG_ERR_DECODER;
+        }
         *err = std::string("libde265: ") + de265_get_error_text(failure);
         return BPG_ERR_CORRUPT;
-    }
-    if (img == nullptr) {
-        *err = "libde265 produced no picture (truncated or corrupt data)";
-        return BPG_ERR_DECODER;
     }
     *out = img;
     return BPG_OK;
@@ -271,7 +288,13 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     const int width = static_cast<int>(h->width), height = static_cast<int>(h->height);
     const int nplanes = chroma == BPG_CM_GRAY ? 1 : 3;
 
+    if (dec->ctx != nullptr && dec->discard_context) {
+        de265_free_decoder(dec->ctx);
+        dec->ctx = nullptr;
+    }
     if (dec->ctx == nullptr) {
+        dec->discard_context = false;
+        std::fill(dec->last_format, dec->last_format + 4, 0);
         dec->ctx = de265_new_decoder();
         if (dec->ctx == nullptr)
             return fail(dec, BPG_ERR_NO_MEMORY, "libde265 could not create a decoder");
@@ -279,14 +302,14 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         de265_set_parameter_bool(dec->ctx, DE265_DECODER_PARAM_SUPPRESS_FAULTY_PICTURES, 0);
     }
     const de265_image *img = nullptr;
-    s = run_libde265(dec, *h, nals, nplanes, &img, &err);
+    s = run_libde265(dec, *h, nals, &img, &err);
     // A picture of a new format lands in a fresh buffer, not yet zeroed:
     // zero it and decode again into it.
     const int format[4] = {width, height, chroma, h->hevc.log2_min_cb};
     if (s == BPG_OK && !std::equal(format, format + 4, dec->last_format)) {
         scrub(img, nplanes);
         std::copy(format, format + 4, dec->last_format);
-        s = run_libde265(dec, *h, nals, nplanes, &img, &err);
+        s = run_libde265(dec, *h, nals, &img, &err);
     }
     if (s != BPG_OK)
         return fail(dec, s, err);
@@ -300,8 +323,7 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         scrub(img, nplanes);
         return fail(dec, BPG_ERR_CORRUPT, "decoded picture does not match the header's format");
     }
-    // Gray has no impossible colour to look for; its coverage is not checked.
-    if (chroma != BPG_CM_GRAY && has_undecoded_block(img, *h, chroma)) {
+    if (has_undecoded_block(img, *h, chroma)) {
         scrub(img, nplanes);
         return fail(dec, BPG_ERR_CORRUPT,
                     "the picture was not completely decoded (truncated or corrupt slice data)");
