@@ -1,0 +1,203 @@
+"""Speed of the npp_ext kernels against eager PyTorch and torch.compile.
+
+For a batch of 16 images at 256x256 (by default) it times:
+
+- qp_scale (C=32) and npp_pixel_branch, forward and forward+backward: the
+  fused op, the eager reference (npp_ext._reference) and torch.compile of the
+  reference;
+- rgb_to_yuv / yuv_to_rgb (4:2:0): the op and the eager reference.
+
+GB/s counts the bytes an ideal implementation must move (every input read
+once, every output written once), so it can be compared with the memory
+bandwidth. CUDA times come from CUDA events, CPU times from perf_counter;
+each is the median of --repeats runs after warm-up. Prints a markdown table.
+Informational only: nothing is asserted.
+
+    python benchmarks/kernels.py [--device cpu|cuda|all] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from npp_ext import _reference as ref
+from npp_ext import ops
+
+
+@dataclass
+class Row:
+    op: str
+    device: str
+    impl: str
+    ms: float
+    nbytes: int
+
+    @property
+    def gbps(self) -> float:
+        return self.nbytes / (self.ms * 1e-3) / 1e9
+
+
+def median_ms(fn: Callable[[], object], device: str, repeats: int, warmup: int = 3) -> float:
+    """Median wall time of fn() in milliseconds (CUDA: event time on the current stream)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    if device == "cuda":
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def fwd_bwd(
+    fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], grad: torch.Tensor
+) -> Callable[[], None]:
+    """A closure running fn forward and backward on fresh leaves of inputs."""
+    leaves = [t.detach().requires_grad_() for t in inputs]
+
+    def run() -> None:
+        for t in leaves:
+            t.grad = None
+        fn(*leaves).backward(grad)
+
+    return run
+
+
+def bench_device(device: str, args: argparse.Namespace) -> list[Row]:
+    n, size, c = args.batch, args.size, args.channels
+    gen = torch.Generator().manual_seed(0)
+    rows: list[Row] = []
+
+    def add(op: str, impl: str, fn: Callable[[], object], nbytes: int) -> None:
+        try:
+            ms = median_ms(fn, device, args.repeats)
+        except Exception as e:  # e.g. no C++ compiler for inductor
+            print(f"<!-- {op} / {impl} on {device} skipped: {type(e).__name__}: {e} -->")
+            return
+        rows.append(Row(op, device, impl, ms, nbytes))
+
+    def compiled(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        return torch.compile(fn, fullgraph=True, dynamic=False)
+
+    # qp_scale: (N, C, H, W) with one scale row per image.
+    x = torch.randn(n, c, size, size, generator=gen).to(device)
+    s = (torch.rand(n, c, generator=gen) + 0.5).to(device)
+    g = torch.randn(n, c, size, size, generator=gen).to(device)
+    fwd_bytes, fb_bytes = 2 * x.numel() * 4, 5 * x.numel() * 4
+    impls = {"npp_ext op": ops.qp_scale, "eager reference": ref.qp_scale}
+    if args.compile:
+        impls["torch.compile(reference)"] = compiled(ref.qp_scale)
+    with torch.no_grad():
+        for name, fn in impls.items():
+            add(f"qp_scale fwd (C={c})", name, lambda fn=fn: fn(x, s), fwd_bytes)
+    for name, fn in impls.items():
+        add(f"qp_scale fwd+bwd (C={c})", name, fwd_bwd(fn, [x, s], g), fb_bytes)
+    del x, g
+
+    # npp_pixel_branch: (N, 3, H, W) and its six parameters.
+    x = torch.rand(n, 3, size, size, generator=gen).to(device)
+    params = [
+        torch.randn(3, 3, generator=gen),
+        torch.randn(3, generator=gen) * 0.1,
+        torch.rand(n, 3, generator=gen) + 0.5,
+        torch.randn(3, 3, generator=gen),
+        torch.randn(3, generator=gen) * 0.1,
+        torch.rand(n, 3, generator=gen) + 0.5,
+    ]
+    params = [p.to(device) for p in params]
+    g = torch.randn(n, 3, size, size, generator=gen).to(device)
+    fwd_bytes, fb_bytes = 2 * x.numel() * 4, 5 * x.numel() * 4
+    impls = {"npp_ext op": ops.npp_pixel_branch, "eager reference": ref.npp_pixel_branch}
+    if args.compile:
+        impls["torch.compile(reference)"] = compiled(ref.npp_pixel_branch)
+    with torch.no_grad():
+        for name, fn in impls.items():
+            add("npp_pixel_branch fwd", name, lambda fn=fn: fn(x, *params), fwd_bytes)
+    for name, fn in impls.items():
+        add("npp_pixel_branch fwd+bwd", name, fwd_bwd(fn, [x, *params], g), fb_bytes)
+
+    # YUV 4:2:0 packing and unpacking (what crosses the bus in training).
+    yuv = ops.rgb_to_yuv(x)
+    rgb_bytes, yuv_bytes = x.numel() * 4, yuv.numel()
+    for name, fn in {"npp_ext op": ops.rgb_to_yuv, "eager reference": ref.rgb_to_yuv}.items():
+        add("rgb_to_yuv 4:2:0", name, lambda fn=fn: fn(x), rgb_bytes + yuv_bytes)
+    for name, fn in {"npp_ext op": ops.yuv_to_rgb, "eager reference": ref.yuv_to_rgb}.items():
+        add("yuv_to_rgb 4:2:0", name, lambda fn=fn: fn(yuv, size, size), rgb_bytes + yuv_bytes)
+    return rows
+
+
+def markdown(rows: list[Row]) -> str:
+    eager = {(r.op, r.device): r.ms for r in rows if r.impl == "eager reference"}
+    lines = [
+        "| op | device | implementation | median ms | GB/s | vs eager |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        base = eager.get((r.op, r.device))
+        speedup = f"{base / r.ms:.2f}x" if base else "-"
+        lines.append(f"| {r.op} | {r.device} | {r.impl} | {r.ms:.3f} | {r.gbps:.1f} | {speedup} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "all"],
+        default="all",
+        help="all = CPU, plus CUDA when available (default)",
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per case (median)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=256, help="image side")
+    parser.add_argument("--channels", type=int, default=32, help="C of the qp_scale case")
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip the torch.compile baselines (slow to compile on CPU)",
+    )
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        if args.device == "cuda":
+            parser.error("--device cuda: no CUDA device available")
+        devices.remove("cuda")
+
+    rows: list[Row] = []
+    for device in devices:
+        rows += bench_device(device, args)
+    names = {"cpu": f"CPU, {torch.get_num_threads()} threads"}
+    if "cuda" in devices:
+        names["cuda"] = torch.cuda.get_device_name()
+    names = {k: v for k, v in names.items() if k in devices}
+    print(
+        f"batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
+        + ", ".join(f"{k} = {v}" for k, v in names.items())
+        + "\n"
+    )
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+// Small helpers shared by the CUDA kernels: error plumbing, device selection,
+// launch sizes and a deterministic block reduction.
+#pragma once
+
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace npp_ext
+{
+namespace cuda
+{
+
+// Returns the CUDA error's message from the enclosing Status function.
+#define NPP_CUDA_TRY(expr)                                                                         \
+    do {                                                                                           \
+        const cudaError_t npp_err_ = (expr);                                                       \
+        if (npp_err_ != cudaSuccess)                                                               \
+            return cudaGetErrorString(npp_err_);                                                   \
+    } while (0)
+
+// Status of the launches just queued (configuration errors, not async faults).
+inline Status launch_status()
+{
+    const cudaError_t err = cudaGetLastError();
+    return err == cudaSuccess ? kOk : cudaGetErrorString(err);
+}
+
+// Makes `device` current for the scope: torch may have another device current
+// on this thread, and a launch goes to the current device's context.
+class DeviceGuard
+{
+  public:
+    explicit DeviceGuard(int device)
+    {
+        if (cudaGetDevice(&previous_) != cudaSuccess)
+            previous_ = -1;
+        if (previous_ != device)
+            error_ = cudaSetDevice(device);
+        changed_ = previous_ != device && error_ == cudaSuccess;
+    }
+    ~DeviceGuard()
+    {
+        if (changed_ && previous_ >= 0)
+            cudaSetDevice(previous_);
+    }
+    DeviceGuard(const DeviceGuard &) = delete;
+    DeviceGuard &operator=(const DeviceGuard &) = delete;
+    cudaError_t error() const { return error_; }
+
+  private:
+    int previous_ = -1;
+    bool changed_ = false;
+    cudaError_t error_ = cudaSuccess;
+};
+
+inline cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// Grid size for grid-stride loops: enough blocks to fill any current GPU,
+// never more than the work needs.
+inline unsigned grid_for(int64_t work, int threads, int64_t cap = int64_t{1} << 16)
+{
+    const int64_t blocks = (work + threads - 1) / threads;
+    return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
+}
+
+// Sums K values per thread over a block of kThreads (a power of two) threads
+// with a fixed tree, so the result is the same on every run. `red` is shared
+// memory of K * kThreads elements; the sums end up in red[k * kThreads].
+// Every thread of the block must call it; the caller syncs before reusing red.
+template <int kThreads, int K, typename Acc>
+__device__ __forceinline__ void block_sum(const Acc (&v)[K], Acc *red)
+{
+    const int t = threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        red[k * kThreads + t] = v[k];
+    __syncthreads();
+#pragma unroll
+    for (int s = kThreads / 2; s > 0; s >>= 1) {
+        if (t < s) {
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+                red[k * kThreads + t] += red[k * kThreads + t + s];
+        }
+        __syncthreads();
+    }
+}
+
+} // namespace cuda
+} // namespace npp_ext

@@ -1,0 +1,243 @@
+// Fused NPP pixel branch on CUDA: y = relu(s2 * (W2 relu(s1 * (W1 x + b1)) + b2)).
+#include "cuda_check.h"
+
+namespace npp_ext
+{
+namespace
+{
+
+constexpr int kThreads = 256;
+// The backward keeps 30 partial sums per thread; 128 threads keep its shared
+// reduction buffer (30 x 128 doubles) under the 48 KiB static limit.
+constexpr int kBwdThreads = 128;
+constexpr int64_t kMaxGridY = 65535;
+
+template <typename T> struct Coeffs {
+    T w1[9], b1[3], s1[3], w2[9], b2[3], s2[3];
+
+    __device__ __forceinline__ Coeffs(const PixelBranchParams<T> &p, int64_t img)
+    {
+#pragma unroll
+        for (int i = 0; i < 9; ++i) {
+            w1[i] = p.w1[i];
+            w2[i] = p.w2[i];
+        }
+#pragma unroll
+        for (int c = 0; c < 3; ++c) {
+            b1[c] = p.b1[c];
+            b2[c] = p.b2[c];
+            s1[c] = p.s1[img * 3 + c];
+            s2[c] = p.s2[img * 3 + c];
+        }
+    }
+};
+
+// relu that lets NaN through, as torch.relu does.
+template <typename T> __device__ __forceinline__ T relu(T v) { return v < T(0) ? T(0) : v; }
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    pixel_branch_forward_kernel(const T *__restrict__ x, PixelBranchParams<T> p, T *__restrict__ y,
+                                int64_t n, int64_t hw)
+{
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
+        const Coeffs<T> c(p, img);
+        const T *xi = x + img * 3 * hw;
+        T *yi = y + img * 3 * hw;
+        for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < hw;
+             i += stride) {
+            const T x0 = xi[i], x1 = xi[hw + i], x2 = xi[2 * hw + i];
+            T h[3];
+#pragma unroll
+            for (int o = 0; o < 3; ++o)
+                h[o] = relu(c.s1[o] * (c.w1[3 * o] * x0 + c.w1[3 * o + 1] * x1 +
+                                       c.w1[3 * o + 2] * x2 + c.b1[o]));
+#pragma unroll
+            for (int o = 0; o < 3; ++o)
+                yi[o * hw + i] = relu(c.s2[o] * (c.w2[3 * o] * h[0] + c.w2[3 * o + 1] * h[1] +
+                                                 c.w2[3 * o + 2] * h[2] + c.b2[o]));
+        }
+    }
+}
+
+// Block (part, img) recomputes the forward for one chunk of one image,
+// writes grad_x and the chunk's 30 parameter partial sums (pb:: order).
+template <typename T>
+__global__ void __launch_bounds__(kBwdThreads)
+    pixel_branch_backward_kernel(const T *__restrict__ grad, const T *__restrict__ x,
+                                 PixelBranchParams<T> p, T *__restrict__ grad_x,
+                                 T *__restrict__ partial, int64_t n, int64_t hw, int64_t chunk)
+{
+    __shared__ T red[pb::kCount * kBwdThreads];
+    const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
+    const int64_t end = begin + chunk < hw ? begin + chunk : hw;
+    for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
+        const Coeffs<T> c(p, img);
+        const T *xi = x + img * 3 * hw;
+        const T *gi = grad + img * 3 * hw;
+        T *gxi = grad_x + img * 3 * hw;
+        T acc[pb::kCount];
+#pragma unroll
+        for (int q = 0; q < pb::kCount; ++q)
+            acc[q] = T(0);
+        for (int64_t i = begin + threadIdx.x; i < end; i += kBwdThreads) {
+            const T xin[3] = {xi[i], xi[hw + i], xi[2 * hw + i]};
+            T z1[3], a1[3], h1[3], gz2[3], gz1[3];
+#pragma unroll
+            for (int o = 0; o < 3; ++o) {
+                z1[o] = c.w1[3 * o] * xin[0] + c.w1[3 * o + 1] * xin[1] + c.w1[3 * o + 2] * xin[2] +
+                        c.b1[o];
+                a1[o] = c.s1[o] * z1[o];
+                h1[o] = relu(a1[o]);
+            }
+#pragma unroll
+            for (int o = 0; o < 3; ++o) {
+                const T z2 = c.w2[3 * o] * h1[0] + c.w2[3 * o + 1] * h1[1] +
+                             c.w2[3 * o + 2] * h1[2] + c.b2[o];
+                const T ga2 = c.s2[o] * z2 > T(0) ? gi[o * hw + i] : T(0);
+                acc[pb::kS2 + o] += ga2 * z2;
+                gz2[o] = ga2 * c.s2[o];
+                acc[pb::kB2 + o] += gz2[o];
+#pragma unroll
+                for (int k = 0; k < 3; ++k)
+                    acc[pb::kW2 + 3 * o + k] += gz2[o] * h1[k];
+            }
+#pragma unroll
+            for (int k = 0; k < 3; ++k) {
+                const T gh1 = c.w2[k] * gz2[0] + c.w2[3 + k] * gz2[1] + c.w2[6 + k] * gz2[2];
+                const T ga1 = a1[k] > T(0) ? gh1 : T(0);
+                acc[pb::kS1 + k] += ga1 * z1[k];
+                gz1[k] = ga1 * c.s1[k];
+                acc[pb::kB1 + k] += gz1[k];
+            }
+#pragma unroll
+            for (int o = 0; o < 3; ++o)
+#pragma unroll
+                for (int k = 0; k < 3; ++k)
+                    acc[pb::kW1 + 3 * o + k] += gz1[o] * xin[k];
+#pragma unroll
+            for (int k = 0; k < 3; ++k)
+                gxi[k * hw + i] = c.w1[k] * gz1[0] + c.w1[3 + k] * gz1[1] + c.w1[6 + k] * gz1[2];
+        }
+        cuda::block_sum<kBwdThreads>(acc, red);
+        if (threadIdx.x < pb::kCount)
+            partial[(img * gridDim.x + blockIdx.x) * pb::kCount + threadIdx.x] =
+                red[threadIdx.x * kBwdThreads];
+        __syncthreads();
+    }
+}
+
+// Adds the partial sums in a fixed order: s1/s2 per image, W/b over all
+// images. One thread per output value.
+template <typename T>
+__global__ void pixel_branch_finish_kernel(const T *__restrict__ partial, PixelBranchGrads<T> g,
+                                           int64_t n, int parts)
+{
+    const int64_t per_image = 6; // 3 of s1, 3 of s2
+    const int64_t global = 24;   // 9 + 3 of W1/b1, 9 + 3 of W2/b2
+    const int64_t count = global + per_image * n;
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < count;
+         t += stride) {
+        T acc = T(0);
+        if (t < global) {
+            // t -> pb:: index, skipping the s1 slots: 0..11 = W1, b1; 12..23 = W2, b2.
+            const int q = t < 12 ? static_cast<int>(t) : static_cast<int>(t) + 3;
+            for (int64_t img = 0; img < n; ++img)
+                for (int part = 0; part < parts; ++part)
+                    acc += partial[(img * parts + part) * pb::kCount + q];
+            if (q < pb::kB1)
+                g.w1[q - pb::kW1] = acc;
+            else if (q < pb::kS1)
+                g.b1[q - pb::kB1] = acc;
+            else if (q < pb::kB2)
+                g.w2[q - pb::kW2] = acc;
+            else
+                g.b2[q - pb::kB2] = acc;
+        } else {
+            const int64_t img = (t - global) / per_image;
+            const int k = static_cast<int>((t - global) % per_image);
+            const int q = k < 3 ? pb::kS1 + k : pb::kS2 + (k - 3);
+            for (int part = 0; part < parts; ++part)
+                acc += partial[(img * parts + part) * pb::kCount + q];
+            if (k < 3)
+                g.s1[img * 3 + k] = acc;
+            else
+                g.s2[img * 3 + (k - 3)] = acc;
+        }
+    }
+}
+
+template <typename T>
+Status forward(const T *x, const PixelBranchParams<T> &p, T *y, int64_t n, int64_t hw, int device,
+               uintptr_t stream)
+{
+    if (n < 0 || hw < 0)
+        return "npp_pixel_branch: bad sizes";
+    if (n == 0 || hw == 0)
+        return kOk;
+    cuda::DeviceGuard guard(device);
+    NPP_CUDA_TRY(guard.error());
+    const dim3 grid(cuda::grid_for(hw, kThreads * 2, 1024),
+                    static_cast<unsigned>(std::min(n, kMaxGridY)));
+    pixel_branch_forward_kernel<T><<<grid, kThreads, 0, cuda::as_stream(stream)>>>(x, p, y, n, hw);
+    return cuda::launch_status();
+}
+
+template <typename T>
+Status backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *grad_x,
+                const PixelBranchGrads<T> &g, T *workspace, int64_t n, int64_t hw, int device,
+                uintptr_t stream)
+{
+    if (n < 0 || hw < 0)
+        return "npp_pixel_branch: bad sizes";
+    cuda::DeviceGuard guard(device);
+    NPP_CUDA_TRY(guard.error());
+    const cudaStream_t s = cuda::as_stream(stream);
+    const int parts = npp_pixel_branch_backward_parts(hw);
+    if (n > 0) {
+        const int64_t chunk = ceil_div(hw, parts);
+        const dim3 grid(static_cast<unsigned>(parts),
+                        static_cast<unsigned>(std::min(n, kMaxGridY)));
+        pixel_branch_backward_kernel<T>
+            <<<grid, kBwdThreads, 0, s>>>(grad, x, p, grad_x, workspace, n, hw, chunk);
+    }
+    // Also with n == 0: the W/b gradients are then zeros.
+    pixel_branch_finish_kernel<T>
+        <<<cuda::grid_for(24 + 6 * n, 128), 128, 0, s>>>(workspace, g, n, parts);
+    return cuda::launch_status();
+}
+
+} // namespace
+
+int npp_pixel_branch_backward_parts(int64_t hw) { return reduction_parts(hw, 2048, 512); }
+
+Status npp_pixel_branch_forward_cuda(const float *x, PixelBranchParams<float> p, float *y,
+                                     int64_t n, int64_t hw, int device, uintptr_t stream)
+{
+    return forward(x, p, y, n, hw, device, stream);
+}
+
+Status npp_pixel_branch_forward_cuda(const double *x, PixelBranchParams<double> p, double *y,
+                                     int64_t n, int64_t hw, int device, uintptr_t stream)
+{
+    return forward(x, p, y, n, hw, device, stream);
+}
+
+Status npp_pixel_branch_backward_cuda(const float *grad, const float *x, PixelBranchParams<float> p,
+                                      float *grad_x, PixelBranchGrads<float> g, float *workspace,
+                                      int64_t n, int64_t hw, int device, uintptr_t stream)
+{
+    return backward(grad, x, p, grad_x, g, workspace, n, hw, device, stream);
+}
+
+Status npp_pixel_branch_backward_cuda(const double *grad, const double *x,
+                                      PixelBranchParams<double> p, double *grad_x,
+                                      PixelBranchGrads<double> g, double *workspace, int64_t n,
+                                      int64_t hw, int device, uintptr_t stream)
+{
+    return backward(grad, x, p, grad_x, g, workspace, n, hw, device, stream);
+}
+
+} // namespace npp_ext

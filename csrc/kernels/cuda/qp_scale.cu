@@ -1,0 +1,150 @@
+// QA scale on CUDA: y = act(x * scale[n, c]) and its backward.
+#include "cuda_check.h"
+
+namespace npp_ext
+{
+namespace
+{
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxGridY = 65535;
+
+template <typename T, bool kRelu>
+__global__ void __launch_bounds__(kThreads)
+    qp_scale_forward_kernel(const T *__restrict__ x, const T *__restrict__ scale, T *__restrict__ y,
+                            int64_t rows, int64_t hw)
+{
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const T s = scale[r];
+        const T *xr = x + r * hw;
+        T *yr = y + r * hw;
+        for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < hw;
+             i += stride) {
+            const T v = xr[i] * s;
+            // `v < 0 ? 0 : v` lets NaN through, as torch.relu does.
+            yr[i] = kRelu ? (v < T(0) ? T(0) : v) : v;
+        }
+    }
+}
+
+// Block (part, row) handles one chunk of one row: writes grad_x and the
+// chunk's sum of grad_y * mask * x into partial[row * parts + part].
+template <typename T, bool kRelu>
+__global__ void __launch_bounds__(kThreads)
+    qp_scale_backward_kernel(const T *__restrict__ grad, const T *__restrict__ x,
+                             const T *__restrict__ scale, T *__restrict__ grad_x,
+                             T *__restrict__ partial, int64_t rows, int64_t hw, int64_t chunk)
+{
+    __shared__ T red[kThreads];
+    const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
+    const int64_t end = begin + chunk < hw ? begin + chunk : hw;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const T s = scale[r];
+        const int64_t base = r * hw;
+        T acc[1] = {T(0)};
+        for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+            const T xv = x[base + i];
+            // relu's gradient passes where the output is > 0 (as torch's).
+            const T gm = (!kRelu || xv * s > T(0)) ? grad[base + i] : T(0);
+            grad_x[base + i] = gm * s;
+            acc[0] += gm * xv;
+        }
+        cuda::block_sum<kThreads>(acc, red);
+        if (threadIdx.x == 0)
+            partial[r * gridDim.x + blockIdx.x] = red[0];
+        __syncthreads();
+    }
+}
+
+// grad_scale[r] = the row's partial sums added in a fixed order.
+template <typename T>
+__global__ void qp_scale_finish_kernel(const T *__restrict__ partial, T *__restrict__ grad_scale,
+                                       int64_t rows, int parts)
+{
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows;
+         r += stride) {
+        T acc = T(0);
+        for (int p = 0; p < parts; ++p)
+            acc += partial[r * parts + p];
+        grad_scale[r] = acc;
+    }
+}
+
+template <typename T>
+Status forward(const T *x, const T *scale, T *y, int64_t rows, int64_t hw, bool relu, int device,
+               uintptr_t stream)
+{
+    if (rows < 0 || hw < 0)
+        return "qp_scale: bad sizes";
+    if (rows == 0 || hw == 0)
+        return kOk;
+    cuda::DeviceGuard guard(device);
+    NPP_CUDA_TRY(guard.error());
+    const dim3 grid(cuda::grid_for(hw, kThreads * 4, 1024),
+                    static_cast<unsigned>(std::min(rows, kMaxGridY)));
+    const cudaStream_t s = cuda::as_stream(stream);
+    if (relu)
+        qp_scale_forward_kernel<T, true><<<grid, kThreads, 0, s>>>(x, scale, y, rows, hw);
+    else
+        qp_scale_forward_kernel<T, false><<<grid, kThreads, 0, s>>>(x, scale, y, rows, hw);
+    return cuda::launch_status();
+}
+
+template <typename T>
+Status backward(const T *grad, const T *x, const T *scale, T *grad_x, T *grad_scale, T *workspace,
+                int64_t rows, int64_t hw, bool relu, int device, uintptr_t stream)
+{
+    if (rows < 0 || hw < 0)
+        return "qp_scale: bad sizes";
+    if (rows == 0)
+        return kOk;
+    cuda::DeviceGuard guard(device);
+    NPP_CUDA_TRY(guard.error());
+    const int parts = qp_scale_backward_parts(hw);
+    const int64_t chunk = ceil_div(hw, parts);
+    const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(rows, kMaxGridY)));
+    const cudaStream_t s = cuda::as_stream(stream);
+    if (relu)
+        qp_scale_backward_kernel<T, true>
+            <<<grid, kThreads, 0, s>>>(grad, x, scale, grad_x, workspace, rows, hw, chunk);
+    else
+        qp_scale_backward_kernel<T, false>
+            <<<grid, kThreads, 0, s>>>(grad, x, scale, grad_x, workspace, rows, hw, chunk);
+    qp_scale_finish_kernel<T>
+        <<<cuda::grid_for(rows, 256), 256, 0, s>>>(workspace, grad_scale, rows, parts);
+    return cuda::launch_status();
+}
+
+} // namespace
+
+int qp_scale_backward_parts(int64_t hw) { return reduction_parts(hw, 4096, 256); }
+
+Status qp_scale_forward_cuda(const float *x, const float *scale, float *y, int64_t rows, int64_t hw,
+                             bool relu, int device, uintptr_t stream)
+{
+    return forward(x, scale, y, rows, hw, relu, device, stream);
+}
+
+Status qp_scale_forward_cuda(const double *x, const double *scale, double *y, int64_t rows,
+                             int64_t hw, bool relu, int device, uintptr_t stream)
+{
+    return forward(x, scale, y, rows, hw, relu, device, stream);
+}
+
+Status qp_scale_backward_cuda(const float *grad, const float *x, const float *scale, float *grad_x,
+                              float *grad_scale, float *workspace, int64_t rows, int64_t hw,
+                              bool relu, int device, uintptr_t stream)
+{
+    return backward(grad, x, scale, grad_x, grad_scale, workspace, rows, hw, relu, device, stream);
+}
+
+Status qp_scale_backward_cuda(const double *grad, const double *x, const double *scale,
+                              double *grad_x, double *grad_scale, double *workspace, int64_t rows,
+                              int64_t hw, bool relu, int device, uintptr_t stream)
+{
+    return backward(grad, x, scale, grad_x, grad_scale, workspace, rows, hw, relu, device, stream);
+}
+
+} // namespace npp_ext
