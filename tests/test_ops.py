@@ -181,11 +181,13 @@ def test_numpy_constants_match_header_constants() -> None:
 
 @pytest.mark.parametrize("chroma", [420, 444])
 def test_layout_matches_color_math(chroma: int) -> None:
-    k = ops._cpu_kernels()
+    from npp_ext import _bpg  # the codec's own bpg_cm_make_layout()
+
     for w in [*range(1, 40), 63, 64, 65, 101, 257]:
         for h in [1, 2, 7, 8, 9, 16, 17, 77]:
             lay = ops.yuv_layout(w, h, chroma)
-            assert k.layout(w, h, ops.CHROMA_FORMATS[chroma]) == lay.__dict__
+            c_layout = _bpg.layout(w, h, ops.CHROMA_FORMATS[chroma])
+            assert c_layout == {k: v for k, v in lay.__dict__.items() if k in c_layout}
             assert {key: getattr(lay, key) for key in np_layout(w, h, chroma)} == np_layout(
                 w, h, chroma
             )

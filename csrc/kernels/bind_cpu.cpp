@@ -5,7 +5,6 @@
 // while a kernel runs.
 #include "kernels.h"
 
-#include <bpg/color_math.h>
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
@@ -53,35 +52,12 @@ PixelBranchGrads<T> grads(uintptr_t w1, uintptr_t b1, uintptr_t s1, uintptr_t w2
     return {out<T>(w1), out<T>(b1), out<T>(s1), out<T>(w2), out<T>(b2), out<T>(s2)};
 }
 
-py::dict layout(int width, int height, int chroma)
-{
-    if (width < 1 || height < 1 || width > npp_ext::kMaxSide || height > npp_ext::kMaxSide)
-        throw std::invalid_argument("npp_ext._kernels.layout: bad size");
-    const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
-    py::dict d;
-    d["width"] = l.width;
-    d["height"] = l.height;
-    d["coded_w"] = l.coded_w;
-    d["coded_h"] = l.coded_h;
-    d["chroma_w"] = l.chroma_w;
-    d["chroma_h"] = l.chroma_h;
-    d["coded_cw"] = l.coded_cw;
-    d["coded_ch"] = l.coded_ch;
-    d["y_size"] = l.y_size;
-    d["c_size"] = l.c_size;
-    d["total"] = l.total;
-    return d;
-}
-
 } // namespace
 
 PYBIND11_MODULE(_kernels, m)
 {
     m.doc() = "npp_ext CPU kernels over raw buffers; use npp_ext.ops, not this module.";
     const auto nogil = py::call_guard<py::gil_scoped_release>();
-
-    m.def("layout", &layout, py::arg("width"), py::arg("height"), py::arg("chroma"),
-          "bpg_cm_make_layout() of color_math.h as a dict (chroma: 1 = 4:2:0, 3 = 4:4:4).");
 
     m.def(
         "rgb_to_yuv",
