@@ -178,7 +178,7 @@ py::bytes encode_yuv(const U8Array &yuv, int width, int height, int qp, int chro
     return py::bytes(reinterpret_cast<const char *>(out), n);
 }
 
-U8Array decode_rgb(const py::object &data)
+U8Array decode_rgb(const py::object &data, bool verify)
 {
     const Bytes b = view_bytes(data);
     const bpg_info info = read_info_or_raise(b);
@@ -186,6 +186,7 @@ U8Array decode_rgb(const py::object &data)
     bpg_status s;
     {
         py::gil_scoped_release nogil;
+        bpg_decoder_set_verify(thread_decoder(), verify ? 1 : 0);
         s = bpg_decode_rgb(thread_decoder(), b.data, b.size, out.mutable_data(),
                            static_cast<size_t>(out.size()), 3 * static_cast<ptrdiff_t>(info.width),
                            nullptr);
@@ -195,7 +196,7 @@ U8Array decode_rgb(const py::object &data)
     return out;
 }
 
-py::tuple decode_yuv(const py::object &data)
+py::tuple decode_yuv(const py::object &data, bool verify)
 {
     const Bytes b = view_bytes(data);
     const bpg_info info = read_info_or_raise(b);
@@ -204,6 +205,7 @@ py::tuple decode_yuv(const py::object &data)
     bpg_status s;
     {
         py::gil_scoped_release nogil;
+        bpg_decoder_set_verify(thread_decoder(), verify ? 1 : 0);
         s = bpg_decode_yuv(thread_decoder(), b.data, b.size, out.mutable_data(), l.total, nullptr);
     }
     if (s != BPG_OK)
@@ -334,6 +336,7 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
             files[i].assign(bits, bits + size);
             if (!decode)
                 return;
+            bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
             s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i],
                                3 * size_t(v.width) * v.height, 3 * static_cast<ptrdiff_t>(v.width),
                                nullptr);
@@ -357,7 +360,7 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
     return py::make_tuple(py_files, decoded, nbits);
 }
 
-py::list decode_batch(const std::vector<py::object> &datas, size_t threads)
+py::list decode_batch(const std::vector<py::object> &datas, size_t threads, bool verify)
 {
     const size_t n = datas.size();
     std::vector<Bytes> views;
@@ -377,6 +380,7 @@ py::list decode_batch(const std::vector<py::object> &datas, size_t threads)
     {
         py::gil_scoped_release nogil;
         global_pool(threads).parallel_for(n, threads, [&](size_t i) {
+            bpg_decoder_set_verify(thread_decoder(), verify ? 1 : 0);
             const bpg_status s =
                 bpg_decode_rgb(thread_decoder(), views[i].data, views[i].size, dst[i],
                                static_cast<size_t>(outs[i].size()),
@@ -424,6 +428,7 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
                 return;
             }
             files[i].assign(bits, bits + size);
+            bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
             s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total,
                                nullptr);
             if (s != BPG_OK)
@@ -458,8 +463,8 @@ PYBIND11_MODULE(_bpg, m)
           py::arg("level"), py::arg("x265_params") = "");
     m.def("encode_yuv", &encode_yuv, py::arg("yuv"), py::arg("width"), py::arg("height"),
           py::arg("qp"), py::arg("chroma"), py::arg("level"), py::arg("x265_params") = "");
-    m.def("decode_rgb", &decode_rgb, py::arg("data"));
-    m.def("decode_yuv", &decode_yuv, py::arg("data"));
+    m.def("decode_rgb", &decode_rgb, py::arg("data"), py::arg("verify") = true);
+    m.def("decode_yuv", &decode_yuv, py::arg("data"), py::arg("verify") = true);
     m.def("annexb", &annexb, py::arg("data"));
     m.def("rgb_to_yuv", &rgb_to_yuv, py::arg("image"), py::arg("chroma"));
     m.def("yuv_to_rgb", &yuv_to_rgb, py::arg("yuv"), py::arg("width"), py::arg("height"),
@@ -468,7 +473,8 @@ PYBIND11_MODULE(_bpg, m)
     m.def("roundtrip_batch", &roundtrip_batch, py::arg("images"), py::arg("qps"), py::arg("chroma"),
           py::arg("level"), py::arg("threads") = 0, py::arg("decode") = true,
           py::arg("out") = py::none(), py::arg("x265_params") = "");
-    m.def("decode_batch", &decode_batch, py::arg("datas"), py::arg("threads") = 0);
+    m.def("decode_batch", &decode_batch, py::arg("datas"), py::arg("threads") = 0,
+          py::arg("verify") = true);
     m.def("roundtrip_yuv_batch", &roundtrip_yuv_batch, py::arg("yuv"), py::arg("width"),
           py::arg("height"), py::arg("qps"), py::arg("chroma"), py::arg("level"),
           py::arg("threads"), py::arg("out"), py::arg("x265_params") = "");

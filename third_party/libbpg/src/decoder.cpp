@@ -19,6 +19,8 @@ struct bpg_decoder {
     std::string error;
     int last_format[4] = {0, 0, 0, 0}; // width, height, chroma, min CB of the last picture
     bool discard_context = false;      // the last decode failed inside libde265
+    bool verify = true;                // see bpg_decoder_set_verify()
+    std::vector<uint8_t> verify_planes;
     ~bpg_decoder()
     {
         if (ctx != nullptr)
@@ -272,18 +274,12 @@ bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<Nal
     return BPG_OK;
 }
 
-// Decode the colour plane into dec->planes (layout of the header's size).
-bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Header *h)
+// One decode of the colour plane into `planes` (layout of the header's size).
+bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalRef> &nals,
+                       std::vector<uint8_t> &planes)
 {
     std::string err;
-    bpg_status s = parse_header(data, size, h, &err);
-    if (s == BPG_OK)
-        s = check_header(*h, &err);
-    std::vector<NalRef> nals;
-    if (s == BPG_OK)
-        s = select_nals(*h, data, &nals, &err);
-    if (s != BPG_OK)
-        return fail(dec, s, err);
+    bpg_status s;
     const int chroma = chroma_of_pixel_format(h->pixel_format);
     const int width = static_cast<int>(h->width), height = static_cast<int>(h->height);
     const int nplanes = chroma == BPG_CM_GRAY ? 1 : 3;
@@ -330,7 +326,7 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     }
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     try {
-        dec->planes.resize(l.total);
+        planes.resize(l.total);
     } catch (const std::bad_alloc &) {
         scrub(img, nplanes);
         return fail(dec, BPG_ERR_NO_MEMORY, "out of memory");
@@ -345,7 +341,7 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
             scrub(img, nplanes);
             return fail(dec, BPG_ERR_CORRUPT, "decoded picture is smaller than the header says");
         }
-        uint8_t *dst = dec->planes.data() + (c == 0 ? 0 : l.y_size + (c - 1) * l.c_size);
+        uint8_t *dst = planes.data() + (c == 0 ? 0 : l.y_size + (c - 1) * l.c_size);
         for (int y = 0; y < rh; ++y)
             std::memcpy(dst + static_cast<size_t>(y) * pw, src + static_cast<ptrdiff_t>(y) * stride,
                         static_cast<size_t>(rw));
@@ -354,6 +350,37 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         pad_plane(dst, rw, rh, pw, ph);
     }
     scrub(img, nplanes);
+    return BPG_OK;
+}
+
+// Decode the colour plane into dec->planes, verified unless told otherwise.
+bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Header *h)
+{
+    std::string err;
+    bpg_status s = parse_header(data, size, h, &err);
+    if (s == BPG_OK)
+        s = check_header(*h, &err);
+    std::vector<NalRef> nals;
+    if (s == BPG_OK)
+        s = select_nals(*h, data, &nals, &err);
+    if (s != BPG_OK)
+        return fail(dec, s, err);
+    s = decode_once(dec, h, nals, dec->planes);
+    if (s != BPG_OK || !dec->verify)
+        return s;
+    // The last slice with bytes appended: an intact slice ends before them.
+    size_t last = nals.size();
+    for (size_t i = 0; i < nals.size(); ++i)
+        if (nals[i].type() <= 21)
+            last = i;
+    std::vector<uint8_t> padded(nals[last].data, nals[last].data + nals[last].size);
+    padded.insert(padded.end(), 16, 0xA5);
+    std::vector<NalRef> probe = nals;
+    probe[last] = {padded.data(), padded.size()};
+    const bpg_status sv = decode_once(dec, h, probe, dec->verify_planes);
+    if (sv != BPG_OK || dec->verify_planes != dec->planes)
+        return fail(dec, BPG_ERR_TRUNCATED,
+                    "the slice data is truncated or damaged (its decoding runs past its end)");
     return BPG_OK;
 }
 
@@ -411,6 +438,12 @@ bpg_decoder *bpg_decoder_new(void) { return new (std::nothrow) bpg_decoder(); }
 void bpg_decoder_free(bpg_decoder *dec) { delete dec; }
 
 const char *bpg_decoder_error(const bpg_decoder *dec) { return dec ? dec->error.c_str() : ""; }
+
+void bpg_decoder_set_verify(bpg_decoder *dec, int verify)
+{
+    if (dec != nullptr)
+        dec->verify = verify != 0;
+}
 
 bpg_status bpg_decode_yuv(bpg_decoder *dec, const uint8_t *data, size_t size, uint8_t *yuv,
                           size_t yuv_size, bpg_info *info)

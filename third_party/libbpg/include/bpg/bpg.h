@@ -102,6 +102,13 @@ bpg_status bpg_read_info(const uint8_t *data, size_t size, bpg_info *info, char 
 
 bpg_decoder *bpg_decoder_new(void);
 void bpg_decoder_free(bpg_decoder *dec);
+/* Truncation check, on by default: HEVC slice data carries no length and
+ * libde265 reads zeros past its end, so a cut file can decode silently. The
+ * decoder decodes a second time with bytes appended to the last slice; an
+ * intact slice ends before them, so any difference means the data was cut
+ * and the file is refused. It doubles the decoding time: turn it off (0) for
+ * data this process has just encoded. */
+void bpg_decoder_set_verify(bpg_decoder *dec, int verify);
 const char *bpg_decoder_error(const bpg_decoder *dec);
 
 /* Decode to 8-bit interleaved RGB: `rgb` holds height rows of `stride` bytes
