@@ -289,12 +289,22 @@ X265Lease Pool::acquire(const X265Key &key, std::string *err)
         if (open_count_ == 0 || active_ == cfg) {
             if (waiting)
                 --waiting_other_;
+            // Prefer the encoder this thread used last: its x265 worker thread
+            // was woken from here before, which keeps the two on one core.
+            const std::thread::id me = std::this_thread::get_id();
+            auto pick = idle_.end();
             for (auto it = idle_.begin(); it != idle_.end(); ++it) {
-                if ((*it)->key == key) {
-                    X265Encoder *e = *it;
-                    idle_.erase(it);
-                    return X265Lease(e);
+                if ((*it)->key == key && (pick == idle_.end() || (*it)->owner == me)) {
+                    pick = it;
+                    if ((*it)->owner == me)
+                        break;
                 }
+            }
+            if (pick != idle_.end()) {
+                X265Encoder *e = *pick;
+                idle_.erase(pick);
+                e->owner = me;
+                return X265Lease(e);
             }
             if (active_ != cfg) {
                 // No encoder is open: reset x265's globals for the new sizes.
@@ -309,6 +319,8 @@ X265Lease Pool::acquire(const X265Key &key, std::string *err)
             ++open_count_;
             lk.unlock();
             X265Encoder *e = open(key, cfg, err);
+            if (e != nullptr)
+                e->owner = std::this_thread::get_id();
             if (e == nullptr) {
                 lk.lock();
                 --open_count_;

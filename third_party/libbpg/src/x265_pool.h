@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <x265.h>
 
@@ -38,7 +39,8 @@ struct X265Encoder {
     x265_param *param = nullptr;
     x265_encoder *enc = nullptr;
     x265_picture *pic = nullptr;
-    bool broken = false; // set after a failed encode: closed instead of reused
+    bool broken = false;   // set after a failed encode: closed instead of reused
+    std::thread::id owner; // the thread that last used it
     ~X265Encoder();
 };
 
