@@ -334,3 +334,13 @@ class ColourModel:
 def colour_model() -> ColourModel:
     """An independent numpy model of the reference colour maths (see ColourModel)."""
     return ColourModel()
+
+
+def ue7(value: int) -> bytes:
+    """BPG_NOTES section 1's ue7: 7-bit groups, most significant first, high bit = more."""
+    groups = [value & 0x7F]
+    value >>= 7
+    while value:
+        groups.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(groups))

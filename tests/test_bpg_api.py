@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from conftest import ue7
 
 from npp_ext import bpg
 
@@ -26,15 +27,6 @@ def size_id(size: tuple[int, int]) -> str:
 
 
 # ---- an independent header parser (BPG_NOTES section 1) ----------------------------------
-
-
-def ue7(value: int) -> bytes:
-    groups = [value & 0x7F]
-    value >>= 7
-    while value:
-        groups.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(groups))
 
 
 class BitReader:

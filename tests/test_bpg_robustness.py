@@ -15,19 +15,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import ue7
 
 from npp_ext import bpg
 
 IMG = np.zeros((8, 8, 3), np.uint8)
-
-
-def ue7(value: int) -> bytes:
-    groups = [value & 0x7F]
-    value >>= 7
-    while value:
-        groups.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(groups))
 
 
 def header_fields_end(data: bytes) -> tuple[int, int, int, int]:

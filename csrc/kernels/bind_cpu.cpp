@@ -3,6 +3,7 @@
 // Buffers arrive as integer addresses (tensor.data_ptr()) of contiguous
 // tensors that npp_ext/ops.py allocated and validated; the GIL is released
 // while a kernel runs.
+#include "bind_util.h"
 #include "kernels.h"
 
 #include <pybind11/pybind11.h>
@@ -15,42 +16,16 @@ namespace py = pybind11;
 namespace
 {
 
-using npp_ext::PixelBranchGrads;
-using npp_ext::PixelBranchParams;
-using npp_ext::Status;
+using npp_ext::bind::grads;
+using npp_ext::bind::in;
+using npp_ext::bind::out;
+using npp_ext::bind::params;
 
-void raise_if(Status s)
-{
-    if (s != npp_ext::kOk)
-        throw std::runtime_error(std::string("npp_ext._kernels: ") + s);
-}
+constexpr const char *kModule = "npp_ext._kernels";
 
-bool is_double(const std::string &dtype)
-{
-    if (dtype == "float32")
-        return false;
-    if (dtype == "float64")
-        return true;
-    throw std::invalid_argument("npp_ext._kernels: dtype must be 'float32' or 'float64', got '" +
-                                dtype + "'");
-}
+void raise_if(npp_ext::Status s) { npp_ext::bind::raise_if(s, kModule); }
 
-template <typename T> const T *in(uintptr_t p) { return reinterpret_cast<const T *>(p); }
-template <typename T> T *out(uintptr_t p) { return reinterpret_cast<T *>(p); }
-
-template <typename T>
-PixelBranchParams<T> params(uintptr_t w1, uintptr_t b1, uintptr_t s1, uintptr_t w2, uintptr_t b2,
-                            uintptr_t s2)
-{
-    return {in<T>(w1), in<T>(b1), in<T>(s1), in<T>(w2), in<T>(b2), in<T>(s2)};
-}
-
-template <typename T>
-PixelBranchGrads<T> grads(uintptr_t w1, uintptr_t b1, uintptr_t s1, uintptr_t w2, uintptr_t b2,
-                          uintptr_t s2)
-{
-    return {out<T>(w1), out<T>(b1), out<T>(s1), out<T>(w2), out<T>(b2), out<T>(s2)};
-}
+bool is_double(const std::string &dtype) { return npp_ext::bind::is_double(dtype, kModule); }
 
 } // namespace
 
