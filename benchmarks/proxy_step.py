@@ -26,10 +26,24 @@ from npp_ext.autograd import BPGProxyFn
 from npp_ext.models import Proxy
 
 
-def _crops(n: int, size: int, device: str) -> torch.Tensor:
-    from skimage import data
+def _photos() -> list[np.ndarray]:
+    """scikit-image's sample photos, or smooth synthetic images where it is missing."""
+    try:
+        from skimage import data
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+        return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    except ImportError:
+        yy, xx = np.mgrid[0:512, 0:512] / 512.0
+        return [
+            (255 * np.stack([np.sin(k * xx) ** 2, yy, np.cos(k * yy * xx) ** 2], -1)).astype(
+                np.uint8
+            )
+            for k in (3, 7, 11, 17)
+        ]
+
+
+def _crops(n: int, size: int, device: str) -> torch.Tensor:
+    photos = _photos()
     out = []
     rng = np.random.default_rng(0)
     for i in range(n):

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole GPU check of the torch integration in one run, for a lent GPU machine
+# (Ubuntu, torch + CUDA + nvcc + cmake + pybind11 + scikit-build-core installed, no
+# registry, no x265/libde265): unpack the Debian packages carried in .debs/, build the
+# package with CUDA, run the CUDA tests, then the kernel and proxy-step benchmarks.
+#
+# Prepare here (Debian):  mkdir -p .debs && (cd .debs && apt-get download \
+#     libx265-199 libx265-dev libde265-0 libde265-dev libnuma1)
+# Run there (carry .debs): bash benchmarks/gpu_check.sh   (logs under $OUT if set)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/npp_ext_gpu}
+mkdir -p "$out"
+prefix=/tmp/npp_ext_deps
+rm -rf "$prefix" && mkdir -p "$prefix"
+for deb in .debs/*.deb; do dpkg -x "$deb" "$prefix"; done
+export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+
+python3 -m pip install -q --no-build-isolation --no-deps --target /tmp/npp_ext_site \
+    -C cmake.define.BPG_DEPS_PREFIX="$prefix" -C cmake.define.NPP_EXT_CUDA=ON \
+    -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 . 2>&1 | tail -5
+export PYTHONPATH=/tmp/npp_ext_site
+cd /tmp  # import the built package, not the source tree
+repo=$OLDPWD
+PYTHONUNBUFFERED=1 python3 -m pytest -q -p no:cacheprovider "$repo/tests/test_ops.py" \
+    "$repo/tests/test_autograd.py" 2>&1 | tee "$out/tests.txt" | tail -5
+PYTHONUNBUFFERED=1 python3 "$repo/benchmarks/kernels.py" --device cuda 2>&1 | tee "$out/kernels.txt"
+PYTHONUNBUFFERED=1 python3 "$repo/benchmarks/proxy_step.py" --device cuda 2>&1 | tee "$out/proxy_step.txt"
