@@ -6,6 +6,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import ue7
 from PIL import Image
 
 import npp_ext  # noqa: F401  (registers the Pillow plugin)
@@ -55,14 +56,6 @@ def test_vector_header_fields(vector):
     # the reference encoder's default hevc_header and picture_data_length 0
     pf = {"420": 1, "444": 3}[vector["chroma"]]
     w, h = vector["width"], vector["height"]
-
-    def ue7(v: int) -> bytes:
-        out = [v & 0x7F]
-        v >>= 7
-        while v:
-            out.append(0x80 | (v & 0x7F))
-            v >>= 7
-        return bytes(reversed(out))
 
     prefix = b"BPG\xfb" + bytes([pf << 5, 0]) + ue7(w) + ue7(h) + b"\x00\x03\x92\x47\x40\x44\x01"
     assert data.startswith(prefix)

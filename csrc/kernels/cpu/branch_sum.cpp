@@ -22,8 +22,11 @@ void branch_sum_clamp(const T *a, const T *b, T *y, int64_t numel, int num_threa
 
 } // namespace
 
-Status branch_sum_clamp_cpu(const float *a, const float *b, float *y, int64_t numel,
-                            int num_threads)
+namespace
+{
+
+template <typename T>
+Status checked_branch_sum_clamp(const T *a, const T *b, T *y, int64_t numel, int num_threads)
 {
     if (numel < 0)
         return "branch_sum_clamp: bad size";
@@ -33,15 +36,18 @@ Status branch_sum_clamp_cpu(const float *a, const float *b, float *y, int64_t nu
     return kOk;
 }
 
+} // namespace
+
+Status branch_sum_clamp_cpu(const float *a, const float *b, float *y, int64_t numel,
+                            int num_threads)
+{
+    return checked_branch_sum_clamp(a, b, y, numel, num_threads);
+}
+
 Status branch_sum_clamp_cpu(const double *a, const double *b, double *y, int64_t numel,
                             int num_threads)
 {
-    if (numel < 0)
-        return "branch_sum_clamp: bad size";
-    if (numel > 0 && (a == nullptr || b == nullptr || y == nullptr))
-        return "branch_sum_clamp: null pointer";
-    branch_sum_clamp(a, b, y, numel, num_threads);
-    return kOk;
+    return checked_branch_sum_clamp(a, b, y, numel, num_threads);
 }
 
 } // namespace npp_ext
