@@ -42,28 +42,50 @@ def _proxy_outputs(out: Any) -> tuple[Tensor, Tensor]:
     )
 
 
+class _Staging:
+    """One pair of host buffers (codec input and output) and what the device last did with them."""
+
+    def __init__(self, device: torch.device, n: int, total: int) -> None:
+        pin = device.type == "cuda"
+        self.shape = (n, total)
+        self.src = torch.empty(self.shape, dtype=torch.uint8, pin_memory=pin)
+        self.dst = torch.empty(self.shape, dtype=torch.uint8, pin_memory=pin)
+        # Recorded after the device's copy out of ``dst``: the next codec run must not write
+        # ``dst`` before it, even when that run is enqueued on another stream.
+        self.consumed: torch.cuda.Event | None = None
+        self.busy = False
+
+
 class _HostBuffers:
-    """Host staging buffers, reused across calls (one set per device and shape).
+    """Host staging buffers, reused across calls (one set per device).
 
     Pinned when the images live on a GPU, so the copies are asynchronous DMA. Only the most
-    recent shape is kept, so repeated steps do not grow memory.
+    recent shape is kept, so repeated steps do not grow memory. A call made while the cached
+    set is in use (another thread on the same device) gets a set of its own for that call.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, int], Tensor, Tensor]] = {}
+        self._cache: dict[str, _Staging] = {}
 
-    def get(self, device: torch.device, n: int, total: int) -> tuple[Tensor, Tensor]:
+    def acquire(self, device: torch.device, n: int, total: int) -> _Staging:
+        """A free buffer set for ``n`` images of ``total`` bytes; give it back with release()."""
         key = str(device)
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and hit[0] == (n, total):
-                return hit[1], hit[2]
-            pin = device.type == "cuda"
-            src = torch.empty((n, total), dtype=torch.uint8, pin_memory=pin)
-            dst = torch.empty((n, total), dtype=torch.uint8, pin_memory=pin)
-            self._cache[key] = ((n, total), src, dst)
-            return src, dst
+            if hit is not None and hit.busy:
+                staging = _Staging(device, n, total)  # not cached: the common case is one caller
+            else:
+                if hit is None or hit.shape != (n, total):
+                    hit = self._cache[key] = _Staging(device, n, total)
+                staging = hit
+            staging.busy = True
+            return staging
+
+    def release(self, staging: _Staging) -> None:
+        """Mark a set free again (its ``consumed`` event, if any, already recorded)."""
+        with self._lock:
+            staging.busy = False
 
     def cached(self) -> int:
         """Number of buffer sets held (for tests)."""
@@ -71,6 +93,8 @@ class _HostBuffers:
 
 
 _buffers = _HostBuffers()
+# Grad mode as the caller had it: inside forward() autograd has always switched it off.
+_grad_at_apply = threading.local()
 _codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bpg")
 
 
@@ -96,25 +120,65 @@ def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:
 
 def _start_codec(
     x_bar: Tensor, qps: list[int], chroma: int, level: int, threads: int
-) -> tuple[Future, Tensor, Tensor]:
+) -> tuple[Future, _Staging]:
     """Pack on the device, move to host, and start the pool's encode/decode in the background."""
     n, _, h, w = x_bar.shape
     yuv = ops.rgb_to_yuv(x_bar.detach(), chroma)
-    host_in, host_out = _buffers.get(x_bar.device, n, yuv.shape[1])
-    host_in.copy_(yuv, non_blocking=True)
-    ready = None
-    if x_bar.device.type == "cuda":
-        ready = torch.cuda.Event()
-        ready.record()
+    staging = _buffers.acquire(x_bar.device, n, yuv.shape[1])
+    try:
+        staging.src.copy_(yuv, non_blocking=True)
+        ready = consumed = None
+        if x_bar.device.type == "cuda":
+            ready = torch.cuda.Event()
+            ready.record()
+            consumed, staging.consumed = staging.consumed, None
+    except BaseException:
+        _buffers.release(staging)
+        raise
 
     def run() -> Any:
         if ready is not None:
             ready.synchronize()  # the device-to-host copy has landed
+        if consumed is not None:
+            consumed.synchronize()  # the last call's copy out of dst has finished
         return _bpg.roundtrip_yuv_batch(
-            host_in.numpy(), w, h, qps, _CHROMA_CODE[chroma], level, threads, host_out.numpy()
+            staging.src.numpy(),
+            w,
+            h,
+            qps,
+            _CHROMA_CODE[chroma],
+            level,
+            threads,
+            staging.dst.numpy(),
         )
 
-    return _codec_thread.submit(run), host_out, yuv
+    return _codec_thread.submit(run), staging
+
+
+def _finish_codec(
+    future: Future, staging: _Staging, device: torch.device, h: int, w: int, chroma: int
+) -> tuple[Tensor, list[int]]:
+    """Wait for the pool, move the decoded YUV to the device and unpack it to float RGB."""
+    try:
+        _, nbits = future.result()
+        yuv_back = staging.dst.to(device, non_blocking=True)
+        x_hat = ops.yuv_to_rgb(yuv_back, h, w, chroma)
+        if device.type == "cuda":
+            staging.consumed = torch.cuda.Event()
+            staging.consumed.record()
+    finally:
+        _buffers.release(staging)
+    return x_hat, nbits
+
+
+def _abandon_codec(future: Future, staging: _Staging) -> None:
+    """After a failure between start and finish: let the pool finish with the buffers first."""
+    try:
+        future.result()
+    except Exception:
+        pass  # the caller is already raising the error that matters
+    finally:
+        _buffers.release(staging)
 
 
 class BPGProxyFn(torch.autograd.Function):
@@ -126,6 +190,16 @@ class BPGProxyFn(torch.autograd.Function):
     the estimated bits per image. Returns ``x_hat`` (real BPG pixels, ``x_bar``'s dtype) and
     ``bits`` (N,) float32 (real file sizes); gradients flow back through the proxy.
     """
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Run the op (see the class docstring), noting whether grad mode is on."""
+        outer = getattr(_grad_at_apply, "enabled", None)
+        _grad_at_apply.enabled = torch.is_grad_enabled()
+        try:
+            return super().apply(*args, **kwargs)
+        finally:
+            _grad_at_apply.enabled = outer
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -152,34 +226,38 @@ class BPGProxyFn(torch.autograd.Function):
         n, _, h, w = x_bar.shape
         qps = _qp_list(qp, n)
 
-        future, host_out, yuv = _start_codec(x_bar, qps, chroma_i, level, threads)
+        future, staging = _start_codec(x_bar, qps, chroma_i, level, threads)
+        # The proxy only serves the backward pass: without one (no_grad, inference) skip it.
+        ctx.x_in = None
+        try:
+            if ctx.needs_input_grad[0] and getattr(_grad_at_apply, "enabled", True):
+                # Meanwhile, the proxy's graph on a detached leaf; backward differentiates it.
+                qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
+                x_in = x_bar.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
+                if x_tilde.shape != x_bar.shape or rate.shape != (n,):
+                    raise ValueError(
+                        f"the proxy returned shapes {tuple(x_tilde.shape)} and "
+                        f"{tuple(rate.shape)}, expected {tuple(x_bar.shape)} and ({n},)"
+                    )
+                ctx.x_in, ctx.x_tilde, ctx.rate = x_in, x_tilde, rate
+                ctx.proxy, ctx.proxy_grad = proxy, proxy_grad
+        except BaseException:
+            _abandon_codec(future, staging)
+            raise
 
-        # Meanwhile, the proxy's graph on a detached leaf: the backward pass differentiates it.
-        qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
-        x_in = x_bar.detach().requires_grad_(True)
-        with torch.enable_grad():
-            x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
-        if x_tilde.shape != x_bar.shape or rate.shape != (n,):
-            raise ValueError(
-                f"the proxy returned shapes {tuple(x_tilde.shape)} and {tuple(rate.shape)}, "
-                f"expected {tuple(x_bar.shape)} and ({n},)"
-            )
-
-        _, nbits = future.result()
-        yuv_back = host_out.to(x_bar.device, non_blocking=True)
-        x_hat = ops.yuv_to_rgb(yuv_back, h, w, chroma_i).to(x_bar.dtype)
-        bits = torch.from_numpy(np.asarray(nbits, dtype=np.float32)).to(x_bar.device)
-        del yuv
-
-        ctx.x_in = x_in
-        ctx.x_tilde = x_tilde
-        ctx.rate = rate
-        ctx.proxy = proxy
-        ctx.proxy_grad = proxy_grad
-        return x_hat, bits
+        x_hat, nbits = _finish_codec(future, staging, x_bar.device, h, w, chroma_i)
+        bits = torch.tensor(nbits, dtype=torch.float32, device=x_bar.device)
+        return x_hat.to(x_bar.dtype), bits
 
     @staticmethod
     def backward(ctx: Any, grad_x_hat: Tensor, grad_bits: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        if ctx.x_in is None:
+            raise RuntimeError(
+                "BPGProxyFn's backward ran twice on one forward: the proxy's graph is freed "
+                "after the first (call the op again instead of retain_graph=True)"
+            )
         outputs = [ctx.x_tilde, ctx.rate]
         grads = [grad_x_hat.to(ctx.x_tilde.dtype), grad_bits.to(ctx.rate.dtype)]
         if ctx.proxy_grad:
@@ -206,8 +284,19 @@ def bpg_proxy(
     """Functional form of :class:`BPGProxyFn` with keyword options.
 
     Returns ``(x_hat, bits)``: the real BPG reconstruction of each image at its QP and the
-    real file sizes in bits; gradients go through ``proxy``.
+    real file sizes in bits; gradients go through ``proxy``. With ``proxy_grad=True`` the
+    proxy is trained through the op even when ``x_bar`` itself needs no gradient.
     """
+    if (
+        proxy_grad
+        and torch.is_grad_enabled()
+        and isinstance(x_bar, Tensor)
+        and x_bar.is_floating_point()
+        and not x_bar.requires_grad
+    ):
+        # autograd records the op only when an input needs a gradient; the proxy's parameters
+        # are not inputs, so give it a leaf that does (its own gradient is simply dropped)
+        x_bar = x_bar.detach().requires_grad_(True)
     return BPGProxyFn.apply(x_bar, qp, proxy, level, chroma, threads, proxy_grad)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import resource
+import threading
 import warnings
 
 import pytest
@@ -156,4 +157,111 @@ def test_proxy_with_wrong_output_shape_is_refused() -> None:
         return x[:, :, :-1], qp
 
     with pytest.raises(ValueError, match="proxy returned shapes"):
-        npp_ext.BPGProxyFn.apply(torch.rand(2, 3, 16, 16), 29, bad_proxy)
+        npp_ext.BPGProxyFn.apply(torch.rand(2, 3, 16, 16, requires_grad=True), 29, bad_proxy)
+
+
+class _CountingProxy(torch.nn.Module):
+    """Wraps a proxy and counts its calls."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor, qp: torch.Tensor):  # noqa: ANN201
+        self.calls += 1
+        return self.inner(x, qp)
+
+
+def test_no_grad_skips_the_proxy(proxy: Proxy) -> None:
+    counting = _CountingProxy(proxy)
+    x = _images(n=2)
+    with torch.no_grad():
+        x_hat, bits = npp_ext.bpg_proxy(x.clone().requires_grad_(True), 33, counting)
+    assert counting.calls == 0 and not x_hat.requires_grad
+    # a plain tensor in grad mode needs no backward either
+    x_hat2, bits2 = npp_ext.bpg_proxy(x, 33, counting)
+    assert counting.calls == 0
+    assert torch.equal(x_hat, x_hat2) and torch.equal(bits, bits2)
+    npp_ext.bpg_proxy(x.clone().requires_grad_(True), 33, counting)
+    assert counting.calls == 1
+
+
+def test_proxy_grad_without_input_grad_trains_the_proxy() -> None:
+    torch.manual_seed(0)
+    p = Proxy(N=8, M=12).eval()
+    x_hat, bits = npp_ext.bpg_proxy(_images(n=2), 30, p, proxy_grad=True)
+    assert x_hat.requires_grad
+    (x_hat.sum() + bits.sum()).backward()
+    assert sum(q.grad is not None and q.grad.abs().sum() > 0 for q in p.parameters()) > 10
+
+
+def test_codec_runs_while_the_proxy_runs(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's round trip starts before the proxy's forward returns (overlap)."""
+    started = threading.Event()
+    real = autograd._bpg
+
+    class _Spy:
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(real, name)
+
+        def roundtrip_yuv_batch(self, *args):  # noqa: ANN002, ANN201
+            started.set()
+            return real.roundtrip_yuv_batch(*args)
+
+    seen: list[bool] = []
+
+    def waiting_proxy(x: torch.Tensor, qp: torch.Tensor):  # noqa: ANN202
+        # not overlapped, the codec would start only after this returns: the wait times out
+        seen.append(started.wait(timeout=30))
+        return proxy(x, qp)
+
+    monkeypatch.setattr(autograd, "_bpg", _Spy())
+    x_hat, bits = npp_ext.bpg_proxy(_images(n=2).requires_grad_(True), 30, waiting_proxy)
+    assert seen == [True]
+    assert bits.shape == (2,) and torch.isfinite(x_hat).all()
+
+
+def test_a_failing_proxy_releases_the_buffers(proxy: Proxy) -> None:
+    def broken(x: torch.Tensor, qp: torch.Tensor):  # noqa: ANN202
+        raise RuntimeError("proxy blew up")
+
+    x = _images(n=2).requires_grad_(True)
+    with pytest.raises(RuntimeError, match="proxy blew up"):
+        npp_ext.bpg_proxy(x, 30, broken)
+    # the same buffers serve the next call, with the right values
+    x_hat, bits = npp_ext.bpg_proxy(x, 30, proxy)
+    ref, ref_bits = npp_ext.bpg_proxy(x.detach(), 30, proxy)
+    assert torch.equal(x_hat, ref) and torch.equal(bits, ref_bits)
+    assert all(not s.busy for s in autograd._buffers._cache.values())
+
+
+def test_threads_sharing_a_device_get_their_own_results(proxy: Proxy) -> None:
+    images = [_images(n=2, seed=s) for s in range(4)]
+    expected = [npp_ext.bpg_proxy(x, 26 + 6 * i, proxy) for i, x in enumerate(images)]
+    results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    barrier = threading.Barrier(len(images))
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(3):
+            x_bar = images[i].clone().requires_grad_(True)
+            results[i] = npp_ext.bpg_proxy(x_bar, 26 + 6 * i, proxy)
+            (results[i][0].sum() + results[i][1].sum()).backward()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    for i, (x_hat, bits) in enumerate(expected):
+        assert torch.equal(results[i][0].detach(), x_hat), f"thread {i} got another's pixels"
+        assert torch.equal(results[i][1], bits)
+
+
+def test_second_backward_is_a_clear_error(proxy: Proxy) -> None:
+    x_hat, bits = npp_ext.bpg_proxy(_images(n=1).requires_grad_(True), 30, proxy)
+    loss = x_hat.sum() + bits.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        loss.backward()
