@@ -192,6 +192,7 @@ class BPGProxyFn(torch.autograd.Function):
     """
 
     @classmethod
+    @torch.compiler.disable  # host-side codec work: compiled code calls it as is
     def apply(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the op (see the class docstring), noting whether grad mode is on."""
         outer = getattr(_grad_at_apply, "enabled", None)

@@ -265,3 +265,33 @@ def test_second_backward_is_a_clear_error(proxy: Proxy) -> None:
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward ran twice"):
         loss.backward()
+
+
+def test_training_step_under_torch_compile(proxy: Proxy) -> None:
+    """A compiled NPP step calls the op eagerly (a graph break) with the same result."""
+    from npp_ext.models import NPP
+
+    torch.manual_seed(0)
+    npp = NPP().eval()
+    x = _images(n=2, h=32, w=40)
+    qp = torch.tensor([28, 40])
+
+    def step(direct: bool) -> torch.Tensor:
+        x_bar = npp(x, qp)
+        if direct:
+            x_hat, bits = npp_ext.BPGProxyFn.apply(x_bar, qp, proxy)
+        else:
+            x_hat, bits = npp_ext.bpg_proxy(x_bar, qp, proxy)
+        return ((x_hat - x) ** 2).mean() + 1e-5 * bits.mean()
+
+    for direct in (False, True):
+        npp.zero_grad()
+        loss = step(direct)
+        loss.backward()
+        eager = [p.grad.clone() for p in npp.parameters()]
+        npp.zero_grad()
+        loss_c = torch.compile(step)(direct)
+        loss_c.backward()
+        torch.testing.assert_close(loss_c, loss)
+        for g, p in zip(eager, npp.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)

@@ -90,6 +90,10 @@ def normalize_qp(
             f"qp tensor must have shape ({batch},) (one QP per image) or be a scalar, "
             f"got shape {tuple(qp.shape)}"
         )
+    if torch.compiler.is_compiling():
+        # The value checks below read the tensor on the host, which would split a
+        # compiled graph in two; compiled code gets the shape checks only.
+        return (qp.to(device=device, dtype=dtype) / QP_MAX).reshape(batch, 1)
     q = qp.detach().to(torch.float64)
     # One host sync per call: cheap next to the network, and a wrong QP is a bug
     # worth catching early.

@@ -4,15 +4,14 @@ Compression for Machine Vision" (TCSVT 2024), conditioned on the BPG QP.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import ops
 from .layers import QALayer, normalize_qp, pad_to_multiple, validate_image, validate_state_dict
 
 __all__ = ["NPP"]
@@ -22,12 +21,6 @@ NPP_PAD = 16
 #: Smallest padded side: keeps at least 2x2 values per channel at the U-Net's
 #: bottom, which BatchNorm needs in training mode with a batch of one image.
 NPP_MIN_SIDE = 32
-
-
-def _ops() -> ModuleType:
-    # Imported on first use so that the models (the proxy in particular) load
-    # even where the fused kernels are not importable.
-    return importlib.import_module("npp_ext.ops")
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -143,7 +136,7 @@ class NPP(nn.Module):
         """``cat(relu(pre), skip) * s``; the fused form is ``relu(cat(pre, skip) * s)``."""
         if fused:
             t = pre if skip is None else torch.cat([pre, skip], dim=1)
-            return _ops().qp_scale(t, s, "relu")
+            return ops.qp_scale(t, s, "relu")
         t = F.relu(pre)
         if skip is not None:
             t = torch.cat([t, skip], dim=1)
@@ -153,7 +146,7 @@ class NPP(nn.Module):
         c1, c2 = self.pixel_conv1, self.pixel_conv2
         s1, s2 = self.qa_pixel1(q), self.qa_pixel2(q)
         if fused:
-            return _ops().npp_pixel_branch(x, c1.weight, c1.bias, s1, c2.weight, c2.bias, s2)
+            return ops.npp_pixel_branch(x, c1.weight, c1.bias, s1, c2.weight, c2.bias, s2)
         t = F.relu(c1(x) * s1[:, :, None, None])
         return F.relu(c2(t) * s2[:, :, None, None])
 
@@ -175,7 +168,7 @@ class NPP(nn.Module):
         unet = F.relu(self.head(u))
 
         if fused:
-            out = _ops().branch_sum_clamp(pixel, unet)
+            out = ops.branch_sum_clamp(pixel, unet)
         else:
             total = pixel + unet
             # Straight-through clamp, matching ops.branch_sum_clamp.
