@@ -304,8 +304,10 @@ def bpg_proxy(
 class BPGProxy(nn.Module):
     """A module holding the proxy: ``BPGProxy(proxy)(x_bar, qp) -> (x_hat, bits)``.
 
-    The proxy is kept in eval mode (rounding, no noise), as the method uses a frozen proxy
-    for the NPP's gradients; pass ``proxy_grad=True`` to train it through this op too.
+    The proxy is frozen, as the method uses a fixed proxy for the NPP's gradients: kept in
+    eval mode (rounding, no noise) and its parameters set to ``requires_grad=False``, so
+    DistributedDataParallel and optimizers over the whole model skip them. Pass
+    ``proxy_grad=True`` to train it through this op too (then it is left as given).
     """
 
     def __init__(
@@ -323,6 +325,9 @@ class BPGProxy(nn.Module):
         self.chroma = chroma
         self.threads = threads
         self.proxy_grad = proxy_grad
+        if not proxy_grad:
+            proxy.requires_grad_(False)
+            proxy.eval()
 
     def train(self, mode: bool = True) -> BPGProxy:
         """Set this module's mode; the proxy follows only when it is trained too."""

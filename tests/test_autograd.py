@@ -295,3 +295,45 @@ def test_training_step_under_torch_compile(proxy: Proxy) -> None:
         torch.testing.assert_close(loss_c, loss)
         for g, p in zip(eager, npp.parameters(), strict=True):
             torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
+
+
+def test_module_under_ddp_trains_the_npp_only(tmp_path) -> None:
+    """DDP over NPP + BPGProxy: the frozen proxy's parameters are not waited for."""
+    import torch.distributed as dist
+
+    from npp_ext.models import NPP
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.npp = NPP()
+            self.codec = npp_ext.BPGProxy(Proxy(N=8, M=12))
+
+        def forward(self, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
+            x_hat, bits = self.codec(self.npp(x, qp), qp)
+            return ((x_hat - x) ** 2).mean() + 1e-5 * bits.mean()
+
+    torch.manual_seed(0)
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        pipeline = Pipeline()
+        proxy_before = {k: v.clone() for k, v in pipeline.codec.proxy.state_dict().items()}
+        model = torch.nn.parallel.DistributedDataParallel(pipeline)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = _images(n=2, h=32, w=32)
+        npp_before = [p.detach().clone() for p in pipeline.npp.parameters()]
+        for _ in range(3):  # DDP raises on the 2nd step if a parameter never got a gradient
+            opt.zero_grad()
+            model(x, torch.tensor([30, 40])).backward()
+            opt.step()
+    finally:
+        dist.destroy_process_group()
+    pairs = zip(npp_before, pipeline.npp.parameters(), strict=True)
+    moved = sum(not torch.equal(a, p) for a, p in pairs)
+    assert moved > 10, "the NPP did not train"
+    for k, v in pipeline.codec.proxy.state_dict().items():
+        assert torch.equal(v, proxy_before[k]), f"frozen proxy changed: {k}"
