@@ -24,6 +24,6 @@ export PYTHONPATH=/tmp/npp_ext_site
 cd /tmp  # import the built package, not the source tree
 repo=$OLDPWD
 PYTHONUNBUFFERED=1 python3 -m pytest -q -p no:cacheprovider "$repo/tests/test_ops.py" \
-    "$repo/tests/test_autograd.py" 2>&1 | tee "$out/tests.txt" | tail -5
+    "$repo/tests/test_autograd.py" "$repo/tests/test_models.py" 2>&1 | tee "$out/tests.txt" | tail -5
 PYTHONUNBUFFERED=1 python3 "$repo/benchmarks/kernels.py" --device cuda 2>&1 | tee "$out/kernels.txt"
 PYTHONUNBUFFERED=1 python3 "$repo/benchmarks/proxy_step.py" --device cuda 2>&1 | tee "$out/proxy_step.txt"

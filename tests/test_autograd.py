@@ -48,11 +48,13 @@ def test_values_are_real_bpg_round_trips(proxy: Proxy, device: str, chroma: int)
     assert bits[0] > bits[1] > bits[2]
 
 
-def test_gradient_is_the_proxys_gradient(proxy: Proxy) -> None:
-    x = _images()
-    qps = torch.tensor([29, 37, 45])
-    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
-    c = torch.tensor([0.5, -1.0, 2.0])
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_is_the_proxys_gradient(proxy: Proxy, device: str) -> None:
+    proxy = proxy.to(device)
+    x = _images().to(device)
+    qps = torch.tensor([29, 37, 45], device=device)
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).to(device)
+    c = torch.tensor([0.5, -1.0, 2.0], device=device)
 
     x_bar = x.clone().requires_grad_(True)
     x_hat, bits = npp_ext.BPGProxyFn.apply(x_bar, qps, proxy)
@@ -337,3 +339,33 @@ def test_module_under_ddp_trains_the_npp_only(tmp_path) -> None:
     assert moved > 10, "the NPP did not train"
     for k, v in pipeline.codec.proxy.state_dict().items():
         assert torch.equal(v, proxy_before[k]), f"frozen proxy changed: {k}"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_side_stream_and_steady_memory(proxy: Proxy) -> None:
+    """Calls on a side stream give the default stream's values; device memory stays flat."""
+    proxy = proxy.cuda()
+    x = _images(n=4, h=64, w=64).cuda()
+    qps = torch.tensor([22, 30, 38, 46])
+    ref, ref_bits = npp_ext.bpg_proxy(x, qps, proxy)
+
+    def step() -> None:
+        x_bar = x.clone().requires_grad_(True)
+        x_hat, bits = npp_ext.bpg_proxy(x_bar, qps, proxy)
+        (x_hat.mean() + 1e-4 * bits.mean()).backward()
+        assert torch.equal(x_hat.detach(), ref) and torch.equal(bits, ref_bits)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.synchronize()
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for _ in range(20):
+        step()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() <= before

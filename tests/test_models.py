@@ -297,16 +297,24 @@ def test_npp_mixed_qps_per_image(npp, fused_ops):
     npp.train()
 
 
-def test_npp_fused_path_matches_plain_pytorch(npp, fused_ops):
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_npp_fused_path_matches_plain_pytorch(npp, fused_ops, device, monkeypatch):
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("needs a GPU")
+        # TF32 convolutions would turn the fused ops' last-bit differences into 1e-3 ones
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+        npp = copy.deepcopy(npp).to(device)
     npp.train()
-    x = torch.rand(2, 3, 40, 24)
-    qp = torch.tensor([12, 40])
+    x = torch.rand(2, 3, 40, 24).to(device)
+    qp = torch.tensor([12, 40], device=device)
 
     def run(fn):
         npp.zero_grad()
         xi = x.clone().requires_grad_()
         out = fn(xi, qp)
-        (out * torch.linspace(0, 1, out.numel()).view_as(out)).sum().backward()
+        (out * torch.linspace(0, 1, out.numel(), device=device).view_as(out)).sum().backward()
         grads = {n: p.grad.clone() for n, p in npp.named_parameters()}
         return out.detach(), xi.grad.clone(), grads
 
@@ -316,7 +324,7 @@ def test_npp_fused_path_matches_plain_pytorch(npp, fused_ops):
     torch.testing.assert_close(gx_f, gx_r, atol=1e-5, rtol=1e-4)
     for name in g_r:
         torch.testing.assert_close(g_f[name], g_r[name], atol=1e-5, rtol=1e-4, msg=name)
-    flag = NPP(use_fused_ops=False)
+    flag = NPP(use_fused_ops=False).to(device)
     flag.load_state_dict(npp.state_dict())
     torch.testing.assert_close(flag.eval()(x, qp), npp.eval().reference_forward(x, qp))
     npp.train()
