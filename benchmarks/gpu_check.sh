@@ -15,6 +15,8 @@ prefix=/tmp/npp_ext_deps
 rm -rf "$prefix" && mkdir -p "$prefix"
 for deb in .debs/*.deb; do dpkg -x "$deb" "$prefix"; done
 export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
+nvcc --version | tail -2 | tee "$out/nvcc.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 
 python3 -m pip install -q --no-build-isolation --no-deps --target /tmp/npp_ext_site \
