@@ -4,7 +4,8 @@ Forward: each image of ``x_bar`` is packed to 8-bit YUV on its device (the
 reference-exact ``ops.rgb_to_yuv``), moved to reused (pinned) host buffers, encoded and
 decoded by the C++ thread pool with real BPG at its own QP, moved back and unpacked
 (``ops.yuv_to_rgb``). ``x_hat`` holds the real decoded pixels and ``bits`` the real file
-sizes. While the CPU pool codes, the proxy's forward runs on the GPU.
+sizes. While the CPU pool codes, the proxy's forward runs on the GPU (with CPU tensors the
+proxy waits for the pool instead: both would compete for the same cores).
 
 Backward: straight through the proxy. The gradient reaching ``x_hat`` and ``bits`` is
 sent back through the proxy's reconstruction and estimated rate (``proxy(x_bar, qp) ->
@@ -15,6 +16,7 @@ outputs had BPG's values. The proxy's own parameters get gradients only with
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -232,6 +234,10 @@ class BPGProxyFn(torch.autograd.Function):
         ctx.x_in = None
         try:
             if ctx.needs_input_grad[0] and getattr(_grad_at_apply, "enabled", True):
+                if x_bar.device.type == "cpu":
+                    # A CPU proxy would compete with the codec pool for the same cores
+                    # (measured: slower than one after the other), so let the pool finish.
+                    concurrent.futures.wait([future])
                 # Meanwhile, the proxy's graph on a detached leaf; backward differentiates it.
                 qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
                 x_in = x_bar.detach().requires_grad_(True)

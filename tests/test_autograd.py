@@ -6,6 +6,8 @@ import gc
 import resource
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -198,30 +200,65 @@ def test_proxy_grad_without_input_grad_trains_the_proxy() -> None:
     assert sum(q.grad is not None and q.grad.abs().sum() > 0 for q in p.parameters()) > 10
 
 
-def test_codec_runs_while_the_proxy_runs(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pool's round trip starts before the proxy's forward returns (overlap)."""
-    started = threading.Event()
+def _spy_on_codec(
+    monkeypatch: pytest.MonkeyPatch,
+    before_codec: Callable[[], None] = lambda: None,
+    after_codec: Callable[[], None] = lambda: None,
+) -> None:
+    """Replace the native module seen by autograd.py with one whose round trip calls
+    before_codec() first and after_codec() when it is done."""
     real = autograd._bpg
 
     class _Spy:
-        def __getattr__(self, name: str):  # noqa: ANN204
+        def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def roundtrip_yuv_batch(self, *args):  # noqa: ANN002, ANN201
-            started.set()
-            return real.roundtrip_yuv_batch(*args)
-
-    seen: list[bool] = []
-
-    def waiting_proxy(x: torch.Tensor, qp: torch.Tensor):  # noqa: ANN202
-        # not overlapped, the codec would start only after this returns: the wait times out
-        seen.append(started.wait(timeout=30))
-        return proxy(x, qp)
+        def roundtrip_yuv_batch(self, *args: Any) -> Any:
+            before_codec()
+            result = real.roundtrip_yuv_batch(*args)
+            after_codec()
+            return result
 
     monkeypatch.setattr(autograd, "_bpg", _Spy())
-    x_hat, bits = npp_ext.bpg_proxy(_images(n=2).requires_grad_(True), 30, waiting_proxy)
-    assert seen == [True]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_codec_runs_while_the_proxy_runs(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the GPU the pool's round trip and the proxy's forward are in flight together."""
+    codec_started, proxy_started = threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def before_codec() -> None:
+        codec_started.set()
+        # one after the other, the proxy would start only after the codec: this times out
+        seen["codec saw the proxy running"] = proxy_started.wait(timeout=30)
+
+    def waiting_proxy(x: torch.Tensor, qp: torch.Tensor) -> Any:
+        proxy_started.set()
+        seen["proxy saw the codec running"] = codec_started.wait(timeout=30)
+        return proxy(x, qp)
+
+    _spy_on_codec(monkeypatch, before_codec)
+    proxy.cuda()
+    x = _images(n=2).cuda().requires_grad_(True)
+    x_hat, bits = npp_ext.bpg_proxy(x, 30, waiting_proxy)
+    assert seen == {"codec saw the proxy running": True, "proxy saw the codec running": True}
     assert bits.shape == (2,) and torch.isfinite(x_hat).all()
+
+
+def test_cpu_proxy_waits_for_the_codec(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU both would compete for the same cores: the codec finishes first."""
+    codec_done: list[int] = []
+    seen: list[int] = []
+
+    def recording_proxy(x: torch.Tensor, qp: torch.Tensor) -> Any:
+        seen.append(len(codec_done))
+        return proxy(x, qp)
+
+    _spy_on_codec(monkeypatch, after_codec=lambda: codec_done.append(1))
+    x_hat, bits = npp_ext.bpg_proxy(_images(n=2).requires_grad_(True), 30, recording_proxy)
+    assert seen == [1]
+    (x_hat.sum() + bits.sum()).backward()
 
 
 def test_a_failing_proxy_releases_the_buffers(proxy: Proxy) -> None:
