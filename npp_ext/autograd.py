@@ -120,6 +120,17 @@ def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:
     return [int(q) for q in qp]
 
 
+def _check_proxy_device(proxy: Any, device: torch.device) -> None:
+    """A clear error for a proxy module whose parameters live on another device."""
+    if isinstance(proxy, nn.Module):
+        param = next(proxy.parameters(), None)
+        if param is not None and param.device != device:
+            raise ValueError(
+                f"the proxy's parameters are on {param.device} but x_bar is on {device}: "
+                "move the proxy to x_bar's device"
+            )
+
+
 def _start_codec(
     x_bar: Tensor, qps: list[int], chroma: int, level: int, threads: int
 ) -> tuple[Future, _Staging]:
@@ -238,6 +249,7 @@ class BPGProxyFn(torch.autograd.Function):
                     # A CPU proxy would compete with the codec pool for the same cores
                     # (measured: slower than one after the other), so let the pool finish.
                     concurrent.futures.wait([future])
+                _check_proxy_device(proxy, x_bar.device)
                 # Meanwhile, the proxy's graph on a detached leaf; backward differentiates it.
                 qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
                 x_in = x_bar.detach().requires_grad_(True)

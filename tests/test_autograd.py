@@ -156,6 +156,25 @@ def test_bad_arguments_raise(proxy: Proxy, kwargs: dict, error: type, match: str
         )
 
 
+def test_proxy_on_the_meta_device_is_a_clear_error() -> None:
+    with torch.device("meta"):
+        proxy = Proxy(N=8, M=12)
+    with pytest.raises(ValueError, match="proxy's parameters are on meta but x_bar is on cpu"):
+        npp_ext.bpg_proxy(_images(n=1).requires_grad_(True), 30, proxy)
+    assert all(not s.busy for s in autograd._buffers._cache.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_proxy_on_another_device_is_a_clear_error() -> None:
+    proxy = Proxy(N=8, M=12).eval()  # stays on the CPU
+    x = _images(n=1).cuda().requires_grad_(True)
+    with pytest.raises(ValueError, match="proxy's parameters are on cpu"):
+        npp_ext.bpg_proxy(x, 30, proxy)
+    # the failed call left the staging buffers free for the next one
+    x_hat, _ = npp_ext.bpg_proxy(x, 30, proxy.cuda())
+    assert x_hat.is_cuda
+
+
 def test_proxy_with_wrong_output_shape_is_refused() -> None:
     def bad_proxy(x: torch.Tensor, qp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[:, :, :-1], qp
