@@ -120,15 +120,19 @@ def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:
     return [int(q) for q in qp]
 
 
-def _check_proxy_device(proxy: Any, device: torch.device) -> None:
-    """A clear error for a proxy module whose parameters live on another device."""
+def _proxy_input_dtype(proxy: Any, x_bar: Tensor) -> torch.dtype:
+    """The dtype the proxy takes: its parameters' (checking their device), else x_bar's."""
     if isinstance(proxy, nn.Module):
         param = next(proxy.parameters(), None)
-        if param is not None and param.device != device:
-            raise ValueError(
-                f"the proxy's parameters are on {param.device} but x_bar is on {device}: "
-                "move the proxy to x_bar's device"
-            )
+        if param is not None:
+            if param.device != x_bar.device:
+                raise ValueError(
+                    f"the proxy's parameters are on {param.device} but x_bar is on "
+                    f"{x_bar.device}: move the proxy to x_bar's device"
+                )
+            if param.is_floating_point():
+                return param.dtype
+    return x_bar.dtype
 
 
 def _start_codec(
@@ -249,10 +253,11 @@ class BPGProxyFn(torch.autograd.Function):
                     # A CPU proxy would compete with the codec pool for the same cores
                     # (measured: slower than one after the other), so let the pool finish.
                     concurrent.futures.wait([future])
-                _check_proxy_device(proxy, x_bar.device)
+                # e.g. bfloat16 images outside autocast into a float32 proxy: feed its dtype
+                proxy_dtype = _proxy_input_dtype(proxy, x_bar)
                 # Meanwhile, the proxy's graph on a detached leaf; backward differentiates it.
                 qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
-                x_in = x_bar.detach().requires_grad_(True)
+                x_in = x_bar.detach().to(proxy_dtype).requires_grad_(True)
                 with torch.enable_grad():
                     x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
                 if x_tilde.shape != x_bar.shape or rate.shape != (n,):
@@ -262,6 +267,7 @@ class BPGProxyFn(torch.autograd.Function):
                     )
                 ctx.x_in, ctx.x_tilde, ctx.rate = x_in, x_tilde, rate
                 ctx.proxy, ctx.proxy_grad = proxy, proxy_grad
+                ctx.x_dtype = x_bar.dtype
         except BaseException:
             _abandon_codec(future, staging)
             raise
@@ -287,6 +293,8 @@ class BPGProxyFn(torch.autograd.Function):
         else:
             (grad_x,) = torch.autograd.grad(outputs, [ctx.x_in], grads, allow_unused=True)
         ctx.x_in = ctx.x_tilde = ctx.rate = None
+        if grad_x is not None:
+            grad_x = grad_x.to(ctx.x_dtype)
         return grad_x, None, None, None, None, None, None
 
 

@@ -156,6 +156,20 @@ def test_bad_arguments_raise(proxy: Proxy, kwargs: dict, error: type, match: str
         )
 
 
+def test_half_precision_images_meet_a_float32_proxy(proxy: Proxy) -> None:
+    """bfloat16 x_bar (outside autocast) reaches the float32 proxy in float32."""
+    x16 = _images(n=2).to(torch.bfloat16)
+    x_bar = x16.clone().requires_grad_(True)
+    x_hat, bits = npp_ext.bpg_proxy(x_bar, 30, proxy)
+    assert x_hat.dtype == torch.bfloat16 and bits.dtype == torch.float32
+    (x_hat.float().sum() + bits.sum()).backward()
+    x_in = x16.float().requires_grad_(True)
+    out = proxy(x_in, torch.tensor([30.0, 30.0]))
+    (out.x_hat.sum() + out.bits.sum()).backward()
+    assert x_bar.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(x_bar.grad, x_in.grad.to(torch.bfloat16))
+
+
 def test_proxy_on_the_meta_device_is_a_clear_error() -> None:
     with torch.device("meta"):
         proxy = Proxy(N=8, M=12)
