@@ -9,7 +9,10 @@ For a batch of 16 images at 256x256 (by default) it times:
 
 GB/s counts the bytes an ideal implementation must move (every input read
 once, every output written once), so it can be compared with the memory
-bandwidth. CUDA times come from CUDA events, CPU times from perf_counter;
+bandwidth; "% of copy" sets it against a plain 256 MiB tensor copy on the same device.
+On CUDA a second table judges the GPU targets (fused ops >= 3x eager and no slower than
+torch.compile, YUV ops >= 50% of the card's nominal bandwidth, or of the copy for cards
+it does not know). CUDA times come from CUDA events, CPU times from perf_counter;
 each is the median of --repeats runs after warm-up. Prints a markdown table.
 Informational only: nothing is asserted.
 
@@ -28,6 +31,10 @@ import torch
 
 from npp_ext import _reference as ref
 from npp_ext import ops
+
+COPY_OP = "copy (yardstick)"
+# Nominal HBM bandwidth (vendor figures) of the cards the GPU check runs on.
+NOMINAL_GBPS = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "H200": 4800.0}
 
 
 @dataclass
@@ -133,6 +140,12 @@ def bench_device(device: str, args: argparse.Namespace) -> list[Row]:
     for name, fn in impls.items():
         add("npp_pixel_branch fwd+bwd", name, fwd_bwd(fn, [x, *params], g), fb_bytes)
 
+    # What the memory system gives a plain copy: the yardstick for the GB/s column.
+    src = torch.empty(64 << 20, dtype=torch.float32, device=device)  # 256 MiB
+    dst = torch.empty_like(src)
+    add(COPY_OP, "torch copy_", lambda a=dst, b=src: a.copy_(b), 2 * src.numel() * 4)
+    del src, dst
+
     # YUV 4:2:0 packing and unpacking (what crosses the bus in training).
     yuv = ops.rgb_to_yuv(x)
     rgb_bytes, yuv_bytes = x.numel() * 4, yuv.numel()
@@ -145,15 +158,62 @@ def bench_device(device: str, args: argparse.Namespace) -> list[Row]:
 
 def markdown(rows: list[Row]) -> str:
     eager = {(r.op, r.device): r.ms for r in rows if r.impl == "eager reference"}
+    copy = {r.device: r.gbps for r in rows if r.op == COPY_OP}
     lines = [
-        "| op | device | implementation | median ms | GB/s | vs eager |",
-        "|---|---|---|---:|---:|---:|",
+        "| op | device | implementation | median ms | GB/s | % of copy | vs eager |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         base = eager.get((r.op, r.device))
         speedup = f"{base / r.ms:.2f}x" if base else "-"
-        lines.append(f"| {r.op} | {r.device} | {r.impl} | {r.ms:.3f} | {r.gbps:.1f} | {speedup} |")
+        of_copy = f"{100 * r.gbps / copy[r.device]:.0f}%" if r.device in copy else "-"
+        lines.append(
+            f"| {r.op} | {r.device} | {r.impl} | {r.ms:.3f} | {r.gbps:.1f} | {of_copy} "
+            f"| {speedup} |"
+        )
     return "\n".join(lines)
+
+
+def nominal_gbps(name: str) -> float | None:
+    """The card's nominal memory bandwidth in GB/s, for the cards this project is run on."""
+    for key, gbps in NOMINAL_GBPS.items():
+        if key in name:
+            return gbps
+    return None
+
+
+def targets(rows: list[Row], device_name: str, channels: int) -> str:
+    """The GPU targets of the torch-integration issue, judged on the CUDA rows."""
+    by = {(r.op, r.impl): r for r in rows if r.device == "cuda"}
+    lines = ["| target | measured | result |", "|---|---|---|"]
+    for op in (f"qp_scale fwd+bwd (C={channels})", "npp_pixel_branch fwd+bwd"):
+        fused, eager = by.get((op, "npp_ext op")), by.get((op, "eager reference"))
+        comp = by.get((op, "torch.compile(reference)"))
+        if fused and eager:
+            ratio = eager.ms / fused.ms
+            lines.append(f"| {op}: >= 3x eager | {ratio:.2f}x | {_verdict(ratio >= 3)} |")
+        if fused and comp:
+            lines.append(
+                f"| {op}: no slower than torch.compile | {fused.ms:.3f} vs {comp.ms:.3f} ms "
+                f"| {_verdict(fused.ms <= comp.ms)} |"
+            )
+    peak = nominal_gbps(device_name)
+    copy = by.get((COPY_OP, "torch copy_"))
+    yardstick = peak if peak else (copy.gbps if copy else None)
+    label = f"nominal {peak:.0f} GB/s" if peak else "the measured copy"
+    for op in ("rgb_to_yuv 4:2:0", "yuv_to_rgb 4:2:0"):
+        r = by.get((op, "npp_ext op"))
+        if r and yardstick:
+            share = r.gbps / yardstick
+            lines.append(
+                f"| {op}: >= 50% of the bandwidth ({label}) | {r.gbps:.0f} GB/s = "
+                f"{100 * share:.0f}% | {_verdict(share >= 0.5)} |"
+            )
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
 def main() -> None:
@@ -197,6 +257,9 @@ def main() -> None:
         + "\n"
     )
     print(markdown(rows))
+    if "cuda" in devices:
+        print("\nTargets (" + names["cuda"] + "):\n")
+        print(targets(rows, names["cuda"], args.channels))
 
 
 if __name__ == "__main__":
