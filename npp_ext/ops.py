@@ -21,6 +21,12 @@ caching allocator) and the kernels run on torch's current stream.
 
 Non-contiguous inputs are accepted and copied to contiguous memory first; the
 outputs are always contiguous.
+
+Eager calls on plain tensors skip torch's dispatcher: they run the same
+implementations through a small ``torch.autograd.Function`` (the dispatcher costs
+tens of microseconds a call, more than the GPU needs for a training batch).
+Compiled code, tensor subclasses, functorch transforms and dispatch modes get the
+custom ops. Both paths give bit-identical results (tested).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "CHROMA_FORMATS",
@@ -53,6 +60,7 @@ _ACTS = ("relu", "none")
 _DEVICES = ("cpu", "cuda")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
+_PIXEL_BRANCH_NAMES = ("x", "w1", "b1", "s1", "w2", "b2", "s2")
 
 
 # --------------------------------------------------------------------------
@@ -156,6 +164,29 @@ def _dtype_name(t: Tensor) -> str:
 # Input validation (shared by the public wrappers, the ops and their fakes)
 
 
+def _check_inputs(
+    names: tuple[str, ...], tensors: tuple[Any, ...], dtypes: tuple[torch.dtype, ...]
+) -> None:
+    """One pass over the inputs of a float op: Tensors, one device (CPU/CUDA), one dtype.
+
+    Only when a check fails are the detailed checks below run, for their message.
+    """
+    first = tensors[0]
+    if not isinstance(first, Tensor):
+        raise TypeError(f"{names[0]} must be a torch.Tensor, got {type(first).__name__}")
+    device, dtype = first.device, first.dtype
+    for t in tensors:
+        if not isinstance(t, Tensor) or t.device != device or t.dtype != dtype:
+            named = dict(zip(names, tensors, strict=True))
+            _check_device(named)
+            _check_float(named, dtypes)
+            _check_same_dtype(named)
+    if device.type not in _DEVICES:
+        _check_device({names[0]: first})
+    if dtype not in dtypes:
+        _check_float({names[0]: first}, dtypes)
+
+
 def _check_device(tensors: dict[str, Tensor]) -> None:
     first_name, first = next(iter(tensors.items()))
     for name, t in tensors.items():
@@ -209,9 +240,7 @@ def _check_act(act: str) -> None:
 
 
 def _check_qp_scale(x: Tensor, scale: Tensor) -> None:
-    _check_device({"x": x, "scale": scale})
-    _check_float({"x": x, "scale": scale}, _KERNEL_DTYPES)
-    _check_same_dtype({"x": x, "scale": scale})
+    _check_inputs(("x", "scale"), (x, scale), _KERNEL_DTYPES)
     if x.dim() < 2:
         raise ValueError(f"x must have shape (N, C, ...), got {tuple(x.shape)}")
     if tuple(scale.shape) != tuple(x.shape[:2]):
@@ -224,10 +253,7 @@ def _check_qp_scale(x: Tensor, scale: Tensor) -> None:
 def _check_pixel_branch(
     x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor
 ) -> None:
-    tensors = {"x": x, "w1": w1, "b1": b1, "s1": s1, "w2": w2, "b2": b2, "s2": s2}
-    _check_device(tensors)
-    _check_float(tensors, _KERNEL_DTYPES)
-    _check_same_dtype(tensors)
+    _check_inputs(_PIXEL_BRANCH_NAMES, (x, w1, b1, s1, w2, b2, s2), _KERNEL_DTYPES)
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"x must have shape (N, 3, H, W), got {tuple(x.shape)}")
     for name, t in (("w1", w1), ("w2", w2)):
@@ -244,9 +270,7 @@ def _check_pixel_branch(
 
 
 def _check_branch_sum(a: Tensor, b: Tensor) -> None:
-    _check_device({"a": a, "b": b})
-    _check_float({"a": a, "b": b}, _KERNEL_DTYPES)
-    _check_same_dtype({"a": a, "b": b})
+    _check_inputs(("a", "b"), (a, b), _KERNEL_DTYPES)
     if a.shape != b.shape:
         raise ValueError(
             f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -254,8 +278,7 @@ def _check_branch_sum(a: Tensor, b: Tensor) -> None:
 
 
 def _check_grad(grad: Tensor, x: Tensor) -> None:
-    _check_device({"x": x, "grad": grad})
-    _check_same_dtype({"x": x, "grad": grad})
+    _check_inputs(("x", "grad"), (x, grad), (x.dtype,))
     if grad.shape != x.shape:
         raise ValueError(f"grad must have x's shape {tuple(x.shape)}, got {tuple(grad.shape)}")
 
@@ -274,12 +297,35 @@ def _register_autocast(op: Any) -> None:
             pass
 
 
+def _check_tensor_args(names: tuple[str, ...], tensors: tuple[Any, ...]) -> None:
+    for name, t in zip(names, tensors, strict=True):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _direct(tensors: tuple[Tensor, ...]) -> bool:
+    """Whether an eager call may skip the dispatcher and run the kernels directly.
+
+    The custom ops go through torch's dispatcher (tens of microseconds a call, more than
+    the GPU needs for a 256x256 batch). Plain tensors in eager mode take a direct path to
+    the same implementation; compiled code, tensor subclasses, functorch transforms and
+    dispatch modes (FakeTensorMode, ...) keep the custom op, which they understand.
+    """
+    if torch.compiler.is_compiling() or torch.overrides.has_torch_function(tensors):
+        return False
+    try:
+        return not (
+            torch._C._are_functorch_transforms_active() or torch._C._len_torch_dispatch_stack()
+        )
+    except AttributeError:  # private hooks moved in another torch: take the safe path
+        return False
+
+
 # --------------------------------------------------------------------------
 # rgb_to_yuv
 
 
-@torch.library.custom_op("npp_ext::rgb_to_yuv", mutates_args=())
-def _rgb_to_yuv(x: Tensor, chroma: int) -> Tensor:
+def _rgb_to_yuv_impl(x: Tensor, chroma: int) -> Tensor:
     _check_rgb(x)
     code = _chroma_code(chroma)
     x = x.to(torch.float32).contiguous()
@@ -293,6 +339,11 @@ def _rgb_to_yuv(x: Tensor, chroma: int) -> Tensor:
     else:
         _cpu_kernels().rgb_to_yuv(x.data_ptr(), out.data_ptr(), n, h, w, code, _threads())
     return out
+
+
+@torch.library.custom_op("npp_ext::rgb_to_yuv", mutates_args=())
+def _rgb_to_yuv(x: Tensor, chroma: int) -> Tensor:
+    return _rgb_to_yuv_impl(x, chroma)
 
 
 @_rgb_to_yuv.register_fake
@@ -338,7 +389,11 @@ def rgb_to_yuv(x: Tensor, chroma: int = 420) -> Tensor:
     """
     _check_rgb(x)
     _chroma_code(chroma)
-    return _rgb_to_yuv(x.to(torch.float32).contiguous(), chroma)
+    x = x.to(torch.float32).contiguous()
+    if _direct((x,)):
+        with torch.no_grad():  # uint8 output: nothing to differentiate
+            return _rgb_to_yuv_impl(x, chroma)
+    return _rgb_to_yuv(x, chroma)
 
 
 # --------------------------------------------------------------------------
@@ -359,8 +414,7 @@ def _check_yuv(yuv: Tensor, height: int, width: int, chroma: int) -> None:
         )
 
 
-@torch.library.custom_op("npp_ext::yuv_to_rgb", mutates_args=())
-def _yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int) -> Tensor:
+def _yuv_to_rgb_impl(yuv: Tensor, height: int, width: int, chroma: int) -> Tensor:
     _check_yuv(yuv, height, width, chroma)
     code = _chroma_code(chroma)
     yuv = yuv.contiguous()
@@ -378,6 +432,11 @@ def _yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int) -> Tensor:
             yuv.data_ptr(), out.data_ptr(), n, height, width, code, _threads()
         )
     return out
+
+
+@torch.library.custom_op("npp_ext::yuv_to_rgb", mutates_args=())
+def _yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int) -> Tensor:
+    return _yuv_to_rgb_impl(yuv, height, width, chroma)
 
 
 @_yuv_to_rgb.register_fake
@@ -408,15 +467,17 @@ def yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int = 420) -> Tenso
         gradient (the input is uint8).
     """
     _check_yuv(yuv, height, width, chroma)
-    return _yuv_to_rgb(yuv.contiguous(), height, width, chroma)
+    yuv = yuv.contiguous()
+    if _direct((yuv,)):
+        return _yuv_to_rgb_impl(yuv, height, width, chroma)
+    return _yuv_to_rgb(yuv, height, width, chroma)
 
 
 # --------------------------------------------------------------------------
 # qp_scale
 
 
-@torch.library.custom_op("npp_ext::qp_scale", mutates_args=())
-def _qp_scale(x: Tensor, scale: Tensor, act: str) -> Tensor:
+def _qp_scale_impl(x: Tensor, scale: Tensor, act: str) -> Tensor:
     _check_qp_scale(x, scale)
     _check_act(act)
     x, scale = x.contiguous(), scale.contiguous()
@@ -432,6 +493,11 @@ def _qp_scale(x: Tensor, scale: Tensor, act: str) -> Tensor:
     return y
 
 
+@torch.library.custom_op("npp_ext::qp_scale", mutates_args=())
+def _qp_scale(x: Tensor, scale: Tensor, act: str) -> Tensor:
+    return _qp_scale_impl(x, scale, act)
+
+
 @_qp_scale.register_fake
 def _(x: Tensor, scale: Tensor, act: str) -> Tensor:
     _check_qp_scale(x, scale)
@@ -439,16 +505,17 @@ def _(x: Tensor, scale: Tensor, act: str) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("npp_ext::qp_scale_backward", mutates_args=())
-def _qp_scale_backward(grad: Tensor, x: Tensor, scale: Tensor, act: str) -> tuple[Tensor, Tensor]:
+def _qp_scale_backward_impl(
+    grad: Tensor, x: Tensor, scale: Tensor, act: str
+) -> tuple[Tensor, Tensor]:
     _check_qp_scale(x, scale)
     _check_grad(grad, x)
     _check_act(act)
     grad, x, scale = grad.contiguous(), x.contiguous(), scale.contiguous()
     grad_x = torch.empty_like(x)
-    grad_scale = torch.zeros_like(scale)
     if x.numel() == 0:
-        return grad_x, grad_scale
+        return grad_x, torch.zeros_like(scale)
+    grad_scale = torch.empty_like(scale)  # every row is written
     rows, hw = scale.numel(), x.numel() // scale.numel()
     relu = act == "relu"
     if x.device.type == "cuda":
@@ -465,6 +532,11 @@ def _qp_scale_backward(grad: Tensor, x: Tensor, scale: Tensor, act: str) -> tupl
             grad_scale.data_ptr(), rows, hw, relu, _threads(),
         )  # fmt: skip
     return grad_x, grad_scale
+
+
+@torch.library.custom_op("npp_ext::qp_scale_backward", mutates_args=())
+def _qp_scale_backward(grad: Tensor, x: Tensor, scale: Tensor, act: str) -> tuple[Tensor, Tensor]:
+    return _qp_scale_backward_impl(grad, x, scale, act)
 
 
 @_qp_scale_backward.register_fake
@@ -494,6 +566,23 @@ _register_autocast(_qp_scale)
 _register_autocast(_qp_scale_backward)
 
 
+class _QPScaleDirect(torch.autograd.Function):
+    """The eager path of qp_scale: the same implementations without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, scale: Tensor, act: str) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, scale)
+        ctx.act = act
+        return _qp_scale_impl(x, scale, act)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+        x, scale = ctx.saved_tensors
+        grad_x, grad_scale = _qp_scale_backward_impl(grad.contiguous(), x, scale, ctx.act)
+        return grad_x, grad_scale, None
+
+
 def qp_scale(x: Tensor, scale: Tensor, act: str = "relu") -> Tensor:
     """QA-layer scaling: ``y = act(x * scale[n, c])``, one scale row per image.
 
@@ -508,21 +597,23 @@ def qp_scale(x: Tensor, scale: Tensor, act: str = "relu") -> Tensor:
     contiguous memory. Differentiable in x and scale; the backward is one
     fused kernel whose per-(n, c) reduction is deterministic.
     """
-    _check_device({"x": x, "scale": scale})
+    _check_tensor_args(("x", "scale"), (x, scale))
     _check_act(act)
     x, scale = _upcast_half(x), _upcast_half(scale)
     if scale.dim() == 4 and x.dim() >= 2 and tuple(scale.shape[2:]) == (1, 1):
         scale = scale.reshape(scale.shape[0], scale.shape[1])
+    x, scale = x.contiguous(), scale.contiguous()
+    if _direct((x, scale)):
+        return _QPScaleDirect.apply(x, scale, act)
     _check_qp_scale(x, scale)
-    return _qp_scale(x.contiguous(), scale.contiguous(), act)
+    return _qp_scale(x, scale, act)
 
 
 # --------------------------------------------------------------------------
 # npp_pixel_branch
 
 
-@torch.library.custom_op("npp_ext::npp_pixel_branch", mutates_args=())
-def _npp_pixel_branch(
+def _pixel_branch_impl(
     x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor
 ) -> Tensor:
     _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
@@ -539,23 +630,30 @@ def _npp_pixel_branch(
     return y
 
 
+@torch.library.custom_op("npp_ext::npp_pixel_branch", mutates_args=())
+def _npp_pixel_branch(
+    x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor
+) -> Tensor:
+    return _pixel_branch_impl(x, w1, b1, s1, w2, b2, s2)
+
+
 @_npp_pixel_branch.register_fake
 def _(x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor) -> Tensor:
     _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("npp_ext::npp_pixel_branch_backward", mutates_args=())
-def _npp_pixel_branch_backward(
+def _pixel_branch_backward_impl(
     grad: Tensor, x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
     _check_grad(grad, x)
     inputs = [t.contiguous() for t in (grad, x, w1, b1, s1, w2, b2, s2)]
-    grads = [torch.zeros_like(t) for t in inputs[1:]]  # x, w1, b1, s1, w2, b2, s2
     x = inputs[1]
     if x.numel() == 0:
-        return tuple(grads)  # type: ignore[return-value]
+        return tuple(torch.zeros_like(t) for t in inputs[1:])  # type: ignore[return-value]
+    # The kernels write every element (x, w1, b1, s1, w2, b2, s2): no zero fill needed.
+    grads = [torch.empty_like(t) for t in inputs[1:]]
     n, hw = x.shape[0], x.shape[2] * x.shape[3]
     ptrs = [t.data_ptr() for t in inputs + grads]
     if x.device.type == "cuda":
@@ -567,6 +665,13 @@ def _npp_pixel_branch_backward(
     else:
         _cpu_kernels().npp_pixel_branch_backward(_dtype_name(x), *ptrs, n, hw, _threads())
     return tuple(grads)  # type: ignore[return-value]
+
+
+@torch.library.custom_op("npp_ext::npp_pixel_branch_backward", mutates_args=())
+def _npp_pixel_branch_backward(
+    grad: Tensor, x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return _pixel_branch_backward_impl(grad, x, w1, b1, s1, w2, b2, s2)
 
 
 @_npp_pixel_branch_backward.register_fake
@@ -594,6 +699,20 @@ _register_autocast(_npp_pixel_branch)
 _register_autocast(_npp_pixel_branch_backward)
 
 
+class _PixelBranchDirect(torch.autograd.Function):
+    """The eager path of npp_pixel_branch: the same implementations without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(*inputs)  # x and the parameters; intermediates are recomputed
+        return _pixel_branch_impl(*inputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        return _pixel_branch_backward_impl(grad.contiguous(), *ctx.saved_tensors)
+
+
 def npp_pixel_branch(
     x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor
 ) -> Tensor:
@@ -615,23 +734,24 @@ def npp_pixel_branch(
     recomputes the intermediates and reduces the parameter gradients in a
     fixed order (deterministic).
     """
-    tensors = {"x": x, "w1": w1, "b1": b1, "s1": s1, "w2": w2, "b2": b2, "s2": s2}
-    _check_device(tensors)
-    x, w1, b1, s1, w2, b2, s2 = (_upcast_half(t) for t in tensors.values())
+    _check_tensor_args(_PIXEL_BRANCH_NAMES, (x, w1, b1, s1, w2, b2, s2))
+    x, w1, b1, s1, w2, b2, s2 = (_upcast_half(t) for t in (x, w1, b1, s1, w2, b2, s2))
     if w1.dim() == 4 and tuple(w1.shape) == (3, 3, 1, 1):
         w1 = w1.reshape(3, 3)
     if w2.dim() == 4 and tuple(w2.shape) == (3, 3, 1, 1):
         w2 = w2.reshape(3, 3)
-    _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
-    return _npp_pixel_branch(*(t.contiguous() for t in (x, w1, b1, s1, w2, b2, s2)))
+    inputs = tuple(t.contiguous() for t in (x, w1, b1, s1, w2, b2, s2))
+    if _direct(inputs):
+        return _PixelBranchDirect.apply(*inputs)
+    _check_pixel_branch(*inputs)
+    return _npp_pixel_branch(*inputs)
 
 
 # --------------------------------------------------------------------------
 # branch_sum_clamp
 
 
-@torch.library.custom_op("npp_ext::branch_sum_clamp", mutates_args=())
-def _branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
+def _branch_sum_impl(a: Tensor, b: Tensor) -> Tensor:
     _check_branch_sum(a, b)
     a, b = a.contiguous(), b.contiguous()
     y = torch.empty_like(a)
@@ -643,6 +763,11 @@ def _branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
     else:
         _cpu_kernels().branch_sum_clamp(_dtype_name(a), *ptrs, a.numel(), _threads())
     return y
+
+
+@torch.library.custom_op("npp_ext::branch_sum_clamp", mutates_args=())
+def _branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
+    return _branch_sum_impl(a, b)
 
 
 @_branch_sum_clamp.register_fake
@@ -663,6 +788,18 @@ _branch_sum_clamp.register_autograd(_branch_sum_grad, setup_context=_branch_sum_
 _register_autocast(_branch_sum_clamp)
 
 
+class _BranchSumDirect(torch.autograd.Function):
+    """The eager path of branch_sum_clamp: the same implementation without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        return _branch_sum_impl(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        return _branch_sum_grad(ctx, grad)
+
+
 def branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
     """NPP output: ``clamp(a + b, 0, 1)`` with a straight-through gradient.
 
@@ -676,7 +813,9 @@ def branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
     NPP could never learn to pull such pixels back into range. The distortion
     term D_pre is computed on the clamped value, which is what the codec sees.
     """
-    _check_device({"a": a, "b": b})
-    a, b = _upcast_half(a), _upcast_half(b)
+    _check_tensor_args(("a", "b"), (a, b))
+    a, b = _upcast_half(a).contiguous(), _upcast_half(b).contiguous()
+    if _direct((a, b)):
+        return _BranchSumDirect.apply(a, b)
     _check_branch_sum(a, b)
-    return _branch_sum_clamp(a.contiguous(), b.contiguous())
+    return _branch_sum_clamp(a, b)

@@ -528,6 +528,63 @@ def test_float_op_errors() -> None:
 # ------------------------------------------------------------------ torch integration
 
 
+def _fwd_bwd(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> list[torch.Tensor]:
+    """fn's output and the gradients of its floating inputs for a fixed weighting."""
+    leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    out = fn(*leaves)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    (out * w).sum().backward()
+    return [out.detach()] + [t.grad for t in leaves if t.is_floating_point()]
+
+
+def test_eager_direct_path_matches_the_custom_ops() -> None:
+    """Plain eager calls skip the dispatcher; the results are the custom ops' to the bit."""
+    x, s = torch.randn(2, 3, 9, 10), torch.rand(2, 3)
+    pb = _pixel_branch_inputs(2, 9, 10, dtype=torch.float32)
+    pairs = [
+        (lambda a, b: ops.qp_scale(a, b), lambda a, b: torch.ops.npp_ext.qp_scale(a, b, "relu"),
+         (x, s)),
+        (ops.npp_pixel_branch, torch.ops.npp_ext.npp_pixel_branch, tuple(pb)),
+        (ops.branch_sum_clamp, torch.ops.npp_ext.branch_sum_clamp, (x, 0.7 * x + 0.5)),
+    ]  # fmt: skip
+    for public, op, args in pairs:
+        for a, b in zip(_fwd_bwd(public, *args), _fwd_bwd(op, *args), strict=True):
+            assert torch.equal(a, b)
+    rgb = torch.rand(2, 3, 9, 10)
+    yuv = ops.rgb_to_yuv(rgb)
+    assert torch.equal(yuv, torch.ops.npp_ext.rgb_to_yuv(rgb, 420))
+    assert torch.equal(ops.yuv_to_rgb(yuv, 9, 10), torch.ops.npp_ext.yuv_to_rgb(yuv, 9, 10, 420))
+
+
+def test_dispatch_modes_and_fake_tensors_see_the_custom_ops() -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            self.ops.add(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    x, s = torch.randn(2, 3, 4, 5), torch.rand(2, 3)
+    pb = _pixel_branch_inputs(2, 4, 5, dtype=torch.float32)
+    with Recorder() as rec:
+        y = ops.qp_scale(x, s)
+        ops.npp_pixel_branch(*pb)
+        ops.branch_sum_clamp(x, x)
+        ops.yuv_to_rgb(ops.rgb_to_yuv(x.clamp(0, 1)), 4, 5)
+    assert torch.equal(y, ops.qp_scale(x, s))
+    for name in ("qp_scale", "npp_pixel_branch", "branch_sum_clamp", "rgb_to_yuv", "yuv_to_rgb"):
+        assert f"npp_ext.{name}" in rec.ops, name
+    with FakeTensorMode():
+        fx, fs = torch.empty(2, 3, 64, 48), torch.empty(2, 3)
+        assert ops.qp_scale(fx, fs).shape == (2, 3, 64, 48)
+        assert ops.rgb_to_yuv(fx).shape == (2, ops.yuv_layout(48, 64).total)
+
+
 def _opcheck_cases(device: str) -> list[tuple[object, tuple]]:
     x = torch.rand(2, 3, 9, 10, device=device)
     pb = [t.to(device) for t in _pixel_branch_inputs(2, 9, 10, dtype=torch.float32)]
