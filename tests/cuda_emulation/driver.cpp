@@ -1,0 +1,221 @@
+// Runs every CUDA kernel of csrc/kernels/cuda under the host emulation (cuda_runtime.h
+// here) and compares it with the CPU kernel on the same inputs. Prints one line per case
+// and exits 1 if any differs. Built and run by tests/test_cuda_emulation.py.
+#include "kernels.h"
+
+#include <bpg/color_math.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace npp_ext;
+
+namespace
+{
+
+int failures = 0;
+std::mt19937 rng(1234);
+
+void report(const std::string &name, bool ok, const std::string &detail = "")
+{
+    std::printf("%s %s%s%s\n", ok ? "ok  " : "FAIL", name.c_str(), detail.empty() ? "" : ": ",
+                detail.c_str());
+    if (!ok)
+        ++failures;
+}
+
+bool status_ok(const std::string &name, Status s)
+{
+    if (s != kOk)
+        report(name, false, std::string("status ") + s);
+    return s == kOk;
+}
+
+template <typename T> std::vector<T> uniform(size_t n, double lo, double hi)
+{
+    std::uniform_real_distribution<double> d(lo, hi);
+    std::vector<T> v(n);
+    for (auto &x : v)
+        x = static_cast<T>(d(rng));
+    return v;
+}
+
+// Largest |a - b| over max(|b|) (or 1 when b is all zeros); 0 for identical arrays.
+template <typename T> double rel_diff(const std::vector<T> &a, const std::vector<T> &b)
+{
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(static_cast<double>(a[i])) != std::isnan(static_cast<double>(b[i])))
+            return INFINITY;
+        if (std::isnan(static_cast<double>(a[i])))
+            continue;
+        diff = std::max(diff, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+        scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+    }
+    return diff / (scale > 0 ? scale : 1.0);
+}
+
+template <typename T>
+void expect_close(const std::string &name, const std::vector<T> &gpu, const std::vector<T> &cpu,
+                  double tol)
+{
+    const double d = rel_diff(gpu, cpu);
+    char detail[64] = "";
+    if (d != 0)
+        std::snprintf(detail, sizeof detail, "max rel diff %.3g", d);
+    report(name, d <= tol, detail);
+}
+
+void yuv_cases()
+{
+    const int sizes[][2] = {{1, 1}, {5, 7}, {8, 8}, {17, 9}, {37, 45}, {64, 70}, {33, 130}};
+    for (int chroma : {kChroma420, kChroma444})
+        for (const auto &hw : sizes) {
+            const int h = hw[0], w = hw[1];
+            const int64_t n = 2;
+            const std::string tag = std::string(chroma == kChroma420 ? "420 " : "444 ") +
+                                    std::to_string(w) + "x" + std::to_string(h);
+            auto rgb = uniform<float>(static_cast<size_t>(n * 3 * h * w), -0.1, 1.1);
+            rgb[0] = NAN; // NaN quantizes to 0 on both
+            const bpg_cm_layout l = bpg_cm_make_layout(w, h, chroma);
+            std::vector<uint8_t> cpu(n * l.total), gpu(n * l.total, 0xEE);
+            if (!status_ok("rgb_to_yuv cpu " + tag,
+                           rgb_to_yuv_cpu(rgb.data(), cpu.data(), n, h, w, chroma, 2)) ||
+                !status_ok("rgb_to_yuv cuda " + tag,
+                           rgb_to_yuv_cuda(rgb.data(), gpu.data(), n, h, w, chroma, 0, 0)))
+                continue;
+            report("rgb_to_yuv " + tag, cpu == gpu);
+
+            std::vector<float> back_cpu(n * 3 * h * w), back_gpu(n * 3 * h * w, -1.0f);
+            if (!status_ok("yuv_to_rgb cpu " + tag,
+                           yuv_to_rgb_cpu(cpu.data(), back_cpu.data(), n, h, w, chroma, 2)) ||
+                !status_ok("yuv_to_rgb cuda " + tag,
+                           yuv_to_rgb_cuda(cpu.data(), back_gpu.data(), n, h, w, chroma, 0, 0)))
+                continue;
+            report("yuv_to_rgb " + tag, std::memcmp(back_cpu.data(), back_gpu.data(),
+                                                    back_cpu.size() * sizeof(float)) == 0);
+        }
+}
+
+template <typename T> void qp_scale_cases(const char *type, double tol)
+{
+    const int64_t shapes[][2] = {{6, 1665}, {4, 9000}, {3, 1}, {5, 0}};
+    for (bool relu : {true, false})
+        for (const auto &s : shapes) {
+            const int64_t rows = s[0], hw = s[1];
+            const std::string tag = std::string(type) + (relu ? " relu " : " none ") +
+                                    std::to_string(rows) + "x" + std::to_string(hw);
+            auto x = uniform<T>(rows * hw, -1, 1);
+            auto scale = uniform<T>(rows, 0.2, 2);
+            auto grad = uniform<T>(rows * hw, -1, 1);
+            std::vector<T> y_cpu(x.size()), y_gpu(x.size());
+            if (!status_ok("qp_scale fwd " + tag,
+                           qp_scale_forward_cpu(x.data(), scale.data(), y_cpu.data(), rows, hw,
+                                                relu, 2)) ||
+                !status_ok("qp_scale fwd cuda " + tag,
+                           qp_scale_forward_cuda(x.data(), scale.data(), y_gpu.data(), rows, hw,
+                                                 relu, 0, 0)))
+                continue;
+            expect_close("qp_scale fwd " + tag, y_gpu, y_cpu, 0.0);
+
+            std::vector<T> gx_cpu(x.size()), gx_gpu(x.size()), gs_cpu(rows), gs_gpu(rows, T(-7));
+            std::vector<T> workspace(rows * qp_scale_backward_parts(hw));
+            if (!status_ok("qp_scale bwd " + tag,
+                           qp_scale_backward_cpu(grad.data(), x.data(), scale.data(), gx_cpu.data(),
+                                                 gs_cpu.data(), rows, hw, relu, 2)) ||
+                !status_ok("qp_scale bwd cuda " + tag,
+                           qp_scale_backward_cuda(grad.data(), x.data(), scale.data(),
+                                                  gx_gpu.data(), gs_gpu.data(), workspace.data(),
+                                                  rows, hw, relu, 0, 0)))
+                continue;
+            expect_close("qp_scale bwd grad_x " + tag, gx_gpu, gx_cpu, 0.0);
+            expect_close("qp_scale bwd grad_scale " + tag, gs_gpu, gs_cpu, tol);
+        }
+}
+
+template <typename T> void pixel_branch_cases(const char *type, double tol)
+{
+    const int64_t shapes[][2] = {{2, 1665}, {3, 9000}, {1, 1}, {2, 0}};
+    for (const auto &s : shapes) {
+        const int64_t n = s[0], hw = s[1];
+        const std::string tag =
+            std::string(type) + " " + std::to_string(n) + "x" + std::to_string(hw);
+        auto x = uniform<T>(n * 3 * hw, -0.5, 1.5);
+        auto w1 = uniform<T>(9, -1, 1), b1 = uniform<T>(3, -0.3, 0.3);
+        auto s1 = uniform<T>(n * 3, 0.5, 1.5), w2 = uniform<T>(9, -1, 1);
+        auto b2 = uniform<T>(3, -0.3, 0.3), s2 = uniform<T>(n * 3, 0.5, 1.5);
+        auto grad = uniform<T>(n * 3 * hw, -1, 1);
+        const PixelBranchParams<T> p{w1.data(), b1.data(), s1.data(),
+                                     w2.data(), b2.data(), s2.data()};
+        std::vector<T> y_cpu(x.size()), y_gpu(x.size());
+        if (!status_ok("pixel_branch fwd " + tag,
+                       npp_pixel_branch_forward_cpu(x.data(), p, y_cpu.data(), n, hw, 2)) ||
+            !status_ok("pixel_branch fwd cuda " + tag,
+                       npp_pixel_branch_forward_cuda(x.data(), p, y_gpu.data(), n, hw, 0, 0)))
+            continue;
+        expect_close("pixel_branch fwd " + tag, y_gpu, y_cpu, tol);
+
+        std::vector<T> gx_cpu(x.size()), gx_gpu(x.size());
+        std::vector<T> cpu_g[6], gpu_g[6];
+        const size_t sizes[6] = {9, 3, static_cast<size_t>(n * 3),
+                                 9, 3, static_cast<size_t>(n * 3)};
+        for (int k = 0; k < 6; ++k) {
+            cpu_g[k].assign(sizes[k], T(0));
+            gpu_g[k].assign(sizes[k], T(-7)); // every element must be written
+        }
+        const PixelBranchGrads<T> gc{cpu_g[0].data(), cpu_g[1].data(), cpu_g[2].data(),
+                                     cpu_g[3].data(), cpu_g[4].data(), cpu_g[5].data()};
+        const PixelBranchGrads<T> gg{gpu_g[0].data(), gpu_g[1].data(), gpu_g[2].data(),
+                                     gpu_g[3].data(), gpu_g[4].data(), gpu_g[5].data()};
+        std::vector<T> workspace(std::max<int64_t>(1, n) * npp_pixel_branch_backward_parts(hw) *
+                                 pb::kCount);
+        if (!status_ok("pixel_branch bwd " + tag,
+                       npp_pixel_branch_backward_cpu(grad.data(), x.data(), p, gx_cpu.data(), gc, n,
+                                                     hw, 2)) ||
+            !status_ok("pixel_branch bwd cuda " + tag,
+                       npp_pixel_branch_backward_cuda(grad.data(), x.data(), p, gx_gpu.data(), gg,
+                                                      workspace.data(), n, hw, 0, 0)))
+            continue;
+        expect_close("pixel_branch bwd grad_x " + tag, gx_gpu, gx_cpu, tol);
+        const char *names[6] = {"w1", "b1", "s1", "w2", "b2", "s2"};
+        for (int k = 0; k < 6; ++k)
+            expect_close("pixel_branch bwd grad_" + std::string(names[k]) + " " + tag, gpu_g[k],
+                         cpu_g[k], hw == 0 ? 0.0 : 1e3 * tol);
+    }
+}
+
+template <typename T> void branch_sum_cases(const char *type)
+{
+    for (int64_t numel : {int64_t{0}, int64_t{1}, int64_t{4099}}) {
+        auto a = uniform<T>(numel, -0.5, 1.0), b = uniform<T>(numel, -0.5, 1.0);
+        if (numel > 0)
+            a[0] = static_cast<T>(NAN);
+        std::vector<T> y_cpu(numel), y_gpu(numel);
+        const std::string tag = std::string(type) + " " + std::to_string(numel);
+        if (!status_ok("branch_sum_clamp " + tag,
+                       branch_sum_clamp_cpu(a.data(), b.data(), y_cpu.data(), numel, 2)) ||
+            !status_ok("branch_sum_clamp cuda " + tag,
+                       branch_sum_clamp_cuda(a.data(), b.data(), y_gpu.data(), numel, 0, 0)))
+            continue;
+        expect_close("branch_sum_clamp " + tag, y_gpu, y_cpu, 0.0);
+    }
+}
+
+} // namespace
+
+int main()
+{
+    yuv_cases();
+    qp_scale_cases<float>("float32", 1e-5);
+    qp_scale_cases<double>("float64", 1e-12);
+    pixel_branch_cases<float>("float32", 1e-6);
+    pixel_branch_cases<double>("float64", 1e-13);
+    branch_sum_cases<float>("float32");
+    branch_sum_cases<double>("float64");
+    std::printf("%d failure(s)\n", failures);
+    return failures == 0 ? 0 : 1;
+}
