@@ -255,7 +255,8 @@ class BPGProxyFn(torch.autograd.Function):
                     concurrent.futures.wait([future])
                 # e.g. bfloat16 images outside autocast into a float32 proxy: feed its dtype
                 proxy_dtype = _proxy_input_dtype(proxy, x_bar)
-                # Meanwhile, the proxy's graph on a detached leaf; backward differentiates it.
+                # The proxy's graph on a detached leaf (on a GPU while the pool still codes);
+                # backward differentiates it.
                 qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
                 x_in = x_bar.detach().to(proxy_dtype).requires_grad_(True)
                 with torch.enable_grad():
