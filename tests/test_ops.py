@@ -532,15 +532,18 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> list[tor
     """fn's output and the gradients of its floating inputs for a fixed weighting."""
     leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
     out = fn(*leaves)
-    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
     (out * w).sum().backward()
     return [out.detach()] + [t.grad for t in leaves if t.is_floating_point()]
 
 
-def test_eager_direct_path_matches_the_custom_ops() -> None:
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_eager_direct_path_matches_the_custom_ops(device: str) -> None:
     """Plain eager calls skip the dispatcher; the results are the custom ops' to the bit."""
-    x, s = torch.randn(2, 3, 9, 10), torch.rand(2, 3)
-    pb = _pixel_branch_inputs(2, 9, 10, dtype=torch.float32)
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    x, s = torch.randn(2, 3, 9, 10, device=device), torch.rand(2, 3, device=device)
+    pb = [t.to(device) for t in _pixel_branch_inputs(2, 9, 10, dtype=torch.float32)]
     pairs = [
         (lambda a, b: ops.qp_scale(a, b), lambda a, b: torch.ops.npp_ext.qp_scale(a, b, "relu"),
          (x, s)),
@@ -550,7 +553,7 @@ def test_eager_direct_path_matches_the_custom_ops() -> None:
     for public, op, args in pairs:
         for a, b in zip(_fwd_bwd(public, *args), _fwd_bwd(op, *args), strict=True):
             assert torch.equal(a, b)
-    rgb = torch.rand(2, 3, 9, 10)
+    rgb = torch.rand(2, 3, 9, 10, device=device)
     yuv = ops.rgb_to_yuv(rgb)
     assert torch.equal(yuv, torch.ops.npp_ext.rgb_to_yuv(rgb, 420))
     assert torch.equal(ops.yuv_to_rgb(yuv, 9, 10), torch.ops.npp_ext.yuv_to_rgb(yuv, 9, 10, 420))
