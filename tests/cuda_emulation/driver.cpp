@@ -101,18 +101,36 @@ void yuv_cases()
         }
 }
 
+// A buffer of n values starting `offset` elements into its storage: offset 1 puts the data
+// off the 16-byte grid, which sends the CUDA kernels down their unpacked paths.
+template <typename T> struct Shifted {
+    std::vector<T> store;
+    int offset;
+    Shifted(std::vector<T> values, int off) : store(off, T(0)), offset(off)
+    {
+        store.insert(store.end(), values.begin(), values.end());
+    }
+    T *data() { return store.data() + offset; }
+    std::vector<T> values() const { return std::vector<T>(store.begin() + offset, store.end()); }
+};
+
 template <typename T> void qp_scale_cases(const char *type, double tol)
 {
-    const int64_t shapes[][2] = {{6, 1665}, {4, 9000}, {3, 1}, {5, 0}};
+    // {rows, hw, offset}: 9000 and 4096 split into whole packs; 1665 does not.
+    const int64_t shapes[][3] = {{6, 1665, 0}, {4, 9000, 0}, {4, 9000, 1},
+                                 {3, 4096, 0}, {3, 1, 0},    {5, 0, 0}};
     for (bool relu : {true, false})
         for (const auto &s : shapes) {
             const int64_t rows = s[0], hw = s[1];
+            const int off = static_cast<int>(s[2]);
             const std::string tag = std::string(type) + (relu ? " relu " : " none ") +
-                                    std::to_string(rows) + "x" + std::to_string(hw);
-            auto x = uniform<T>(rows * hw, -1, 1);
+                                    std::to_string(rows) + "x" + std::to_string(hw) +
+                                    (off ? " unaligned" : "");
+            Shifted<T> x(uniform<T>(rows * hw, -1, 1), off);
             auto scale = uniform<T>(rows, 0.2, 2);
-            auto grad = uniform<T>(rows * hw, -1, 1);
-            std::vector<T> y_cpu(x.size()), y_gpu(x.size());
+            Shifted<T> grad(uniform<T>(rows * hw, -1, 1), off);
+            Shifted<T> y_gpu(std::vector<T>(rows * hw), off);
+            std::vector<T> y_cpu(rows * hw);
             if (!status_ok("qp_scale fwd " + tag,
                            qp_scale_forward_cpu(x.data(), scale.data(), y_cpu.data(), rows, hw,
                                                 relu, 2)) ||
@@ -120,9 +138,10 @@ template <typename T> void qp_scale_cases(const char *type, double tol)
                            qp_scale_forward_cuda(x.data(), scale.data(), y_gpu.data(), rows, hw,
                                                  relu, 0, 0)))
                 continue;
-            expect_close("qp_scale fwd " + tag, y_gpu, y_cpu, 0.0);
+            expect_close("qp_scale fwd " + tag, y_gpu.values(), y_cpu, 0.0);
 
-            std::vector<T> gx_cpu(x.size()), gx_gpu(x.size()), gs_cpu(rows), gs_gpu(rows, T(-7));
+            std::vector<T> gx_cpu(rows * hw), gs_cpu(rows), gs_gpu(rows, T(-7));
+            Shifted<T> gx_gpu(std::vector<T>(rows * hw), off);
             std::vector<T> workspace(rows * qp_scale_backward_parts(hw));
             if (!status_ok("qp_scale bwd " + tag,
                            qp_scale_backward_cpu(grad.data(), x.data(), scale.data(), gx_cpu.data(),
@@ -132,7 +151,7 @@ template <typename T> void qp_scale_cases(const char *type, double tol)
                                                   gx_gpu.data(), gs_gpu.data(), workspace.data(),
                                                   rows, hw, relu, 0, 0)))
                 continue;
-            expect_close("qp_scale bwd grad_x " + tag, gx_gpu, gx_cpu, 0.0);
+            expect_close("qp_scale bwd grad_x " + tag, gx_gpu.values(), gx_cpu, 0.0);
             expect_close("qp_scale bwd grad_scale " + tag, gs_gpu, gs_cpu, tol);
         }
 }
@@ -190,18 +209,25 @@ template <typename T> void pixel_branch_cases(const char *type, double tol)
 
 template <typename T> void branch_sum_cases(const char *type)
 {
-    for (int64_t numel : {int64_t{0}, int64_t{1}, int64_t{4099}}) {
-        auto a = uniform<T>(numel, -0.5, 1.0), b = uniform<T>(numel, -0.5, 1.0);
+    // {numel, offset}: 4096 splits into whole packs, 4099 does not.
+    const int64_t cases[][2] = {{0, 0}, {1, 0}, {4099, 0}, {4096, 0}, {4096, 1}};
+    for (const auto &c : cases) {
+        const int64_t numel = c[0];
+        const int off = static_cast<int>(c[1]);
+        auto a_values = uniform<T>(numel, -0.5, 1.0);
         if (numel > 0)
-            a[0] = static_cast<T>(NAN);
-        std::vector<T> y_cpu(numel), y_gpu(numel);
-        const std::string tag = std::string(type) + " " + std::to_string(numel);
+            a_values[0] = static_cast<T>(NAN);
+        Shifted<T> a(a_values, off), b(uniform<T>(numel, -0.5, 1.0), off);
+        Shifted<T> y_gpu(std::vector<T>(numel), off);
+        std::vector<T> y_cpu(numel);
+        const std::string tag =
+            std::string(type) + " " + std::to_string(numel) + (off ? " unaligned" : "");
         if (!status_ok("branch_sum_clamp " + tag,
                        branch_sum_clamp_cpu(a.data(), b.data(), y_cpu.data(), numel, 2)) ||
             !status_ok("branch_sum_clamp cuda " + tag,
                        branch_sum_clamp_cuda(a.data(), b.data(), y_gpu.data(), numel, 0, 0)))
             continue;
-        expect_close("branch_sum_clamp " + tag, y_gpu, y_cpu, 0.0);
+        expect_close("branch_sum_clamp " + tag, y_gpu.values(), y_cpu, 0.0);
     }
 }
 

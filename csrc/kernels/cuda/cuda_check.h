@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 namespace npp_ext
 {
@@ -64,6 +65,25 @@ inline unsigned grid_for(int64_t work, int threads, int64_t cap = int64_t{1} << 
 {
     const int64_t blocks = (work + threads - 1) / threads;
     return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
+}
+
+// 16 bytes of T (4 floats or 2 doubles), loaded and stored as one 128-bit access: a thread
+// then keeps 4x the bytes in flight, which memory-bound kernels need to reach the
+// bandwidth of an H100.
+template <typename T> struct alignas(16) Pack {
+    static constexpr int kSize = static_cast<int>(16 / sizeof(T));
+    T v[kSize];
+};
+
+// Whether `count` elements of T from each pointer can be read and written as Packs.
+inline bool packable(int64_t count, int pack_size, std::initializer_list<const void *> ptrs)
+{
+    if (count % pack_size != 0)
+        return false;
+    for (const void *p : ptrs)
+        if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
+            return false;
+    return true;
 }
 
 // Sums K values per thread over a block of kThreads (a power of two) threads
