@@ -35,6 +35,21 @@ template <typename T> struct Coeffs {
 // relu that lets NaN through, as torch.relu does.
 template <typename T> __device__ __forceinline__ T relu(T v) { return v < T(0) ? T(0) : v; }
 
+// One pixel forward: y = relu(s2 * (W2 relu(s1 * (W1 x + b1)) + b2)).
+template <typename T>
+__device__ __forceinline__ void forward_pixel(const Coeffs<T> &c, T x0, T x1, T x2, T (&y)[3])
+{
+    T h[3];
+#pragma unroll
+    for (int o = 0; o < 3; ++o)
+        h[o] = relu(c.s1[o] *
+                    (c.w1[3 * o] * x0 + c.w1[3 * o + 1] * x1 + c.w1[3 * o + 2] * x2 + c.b1[o]));
+#pragma unroll
+    for (int o = 0; o < 3; ++o)
+        y[o] = relu(c.s2[o] * (c.w2[3 * o] * h[0] + c.w2[3 * o + 1] * h[1] +
+                               c.w2[3 * o + 2] * h[2] + c.b2[o]));
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     pixel_branch_forward_kernel(const T *__restrict__ x, PixelBranchParams<T> p, T *__restrict__ y,
@@ -47,18 +62,87 @@ __global__ void __launch_bounds__(kThreads)
         T *yi = y + img * 3 * hw;
         for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < hw;
              i += stride) {
-            const T x0 = xi[i], x1 = xi[hw + i], x2 = xi[2 * hw + i];
-            T h[3];
+            T out[3];
+            forward_pixel(c, xi[i], xi[hw + i], xi[2 * hw + i], out);
 #pragma unroll
             for (int o = 0; o < 3; ++o)
-                h[o] = relu(c.s1[o] * (c.w1[3 * o] * x0 + c.w1[3 * o + 1] * x1 +
-                                       c.w1[3 * o + 2] * x2 + c.b1[o]));
-#pragma unroll
-            for (int o = 0; o < 3; ++o)
-                yi[o * hw + i] = relu(c.s2[o] * (c.w2[3 * o] * h[0] + c.w2[3 * o + 1] * h[1] +
-                                                 c.w2[3 * o + 2] * h[2] + c.b2[o]));
+                yi[o * hw + i] = out[o];
         }
     }
+}
+
+// The same over 16-byte packs of each plane (packs = pixels per plane / pack size).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    pixel_branch_forward_packed_kernel(const cuda::Pack<T> *__restrict__ x, PixelBranchParams<T> p,
+                                       cuda::Pack<T> *__restrict__ y, int64_t n, int64_t packs)
+{
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
+        const Coeffs<T> c(p, img);
+        const cuda::Pack<T> *xi = x + img * 3 * packs;
+        cuda::Pack<T> *yi = y + img * 3 * packs;
+        for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < packs;
+             i += stride) {
+            const cuda::Pack<T> x0 = xi[i], x1 = xi[packs + i], x2 = xi[2 * packs + i];
+            cuda::Pack<T> y0, y1, y2;
+#pragma unroll
+            for (int k = 0; k < cuda::Pack<T>::kSize; ++k) {
+                T out[3];
+                forward_pixel(c, x0.v[k], x1.v[k], x2.v[k], out);
+                y0.v[k] = out[0];
+                y1.v[k] = out[1];
+                y2.v[k] = out[2];
+            }
+            yi[i] = y0;
+            yi[packs + i] = y1;
+            yi[2 * packs + i] = y2;
+        }
+    }
+}
+
+// One pixel backward: recomputes the forward, writes the input gradient gx and adds the
+// pixel's terms to the 30 parameter sums (pb:: order).
+template <typename T>
+__device__ __forceinline__ void backward_pixel(const Coeffs<T> &c, const T (&xin)[3],
+                                               const T (&g)[3], T (&gx)[3], T (&acc)[pb::kCount])
+{
+    T z1[3], a1[3], h1[3], gz2[3], gz1[3];
+#pragma unroll
+    for (int o = 0; o < 3; ++o) {
+        z1[o] =
+            c.w1[3 * o] * xin[0] + c.w1[3 * o + 1] * xin[1] + c.w1[3 * o + 2] * xin[2] + c.b1[o];
+        a1[o] = c.s1[o] * z1[o];
+        h1[o] = relu(a1[o]);
+    }
+#pragma unroll
+    for (int o = 0; o < 3; ++o) {
+        const T z2 =
+            c.w2[3 * o] * h1[0] + c.w2[3 * o + 1] * h1[1] + c.w2[3 * o + 2] * h1[2] + c.b2[o];
+        const T ga2 = c.s2[o] * z2 > T(0) ? g[o] : T(0);
+        acc[pb::kS2 + o] += ga2 * z2;
+        gz2[o] = ga2 * c.s2[o];
+        acc[pb::kB2 + o] += gz2[o];
+#pragma unroll
+        for (int k = 0; k < 3; ++k)
+            acc[pb::kW2 + 3 * o + k] += gz2[o] * h1[k];
+    }
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+        const T gh1 = c.w2[k] * gz2[0] + c.w2[3 + k] * gz2[1] + c.w2[6 + k] * gz2[2];
+        const T ga1 = a1[k] > T(0) ? gh1 : T(0);
+        acc[pb::kS1 + k] += ga1 * z1[k];
+        gz1[k] = ga1 * c.s1[k];
+        acc[pb::kB1 + k] += gz1[k];
+    }
+#pragma unroll
+    for (int o = 0; o < 3; ++o)
+#pragma unroll
+        for (int k = 0; k < 3; ++k)
+            acc[pb::kW1 + 3 * o + k] += gz1[o] * xin[k];
+#pragma unroll
+    for (int k = 0; k < 3; ++k)
+        gx[k] = c.w1[k] * gz1[0] + c.w1[3 + k] * gz1[1] + c.w1[6 + k] * gz1[2];
 }
 
 // Block (part, img) recomputes the forward for one chunk of one image,
@@ -83,42 +167,58 @@ __global__ void __launch_bounds__(kBwdThreads)
             acc[q] = T(0);
         for (int64_t i = begin + threadIdx.x; i < end; i += kBwdThreads) {
             const T xin[3] = {xi[i], xi[hw + i], xi[2 * hw + i]};
-            T z1[3], a1[3], h1[3], gz2[3], gz1[3];
+            const T g[3] = {gi[i], gi[hw + i], gi[2 * hw + i]};
+            T gx[3];
+            backward_pixel(c, xin, g, gx, acc);
 #pragma unroll
-            for (int o = 0; o < 3; ++o) {
-                z1[o] = c.w1[3 * o] * xin[0] + c.w1[3 * o + 1] * xin[1] + c.w1[3 * o + 2] * xin[2] +
-                        c.b1[o];
-                a1[o] = c.s1[o] * z1[o];
-                h1[o] = relu(a1[o]);
-            }
+            for (int k = 0; k < 3; ++k)
+                gxi[k * hw + i] = gx[k];
+        }
+        cuda::block_sum<kBwdThreads>(acc, red);
+        if (threadIdx.x < pb::kCount)
+            partial[(img * gridDim.x + blockIdx.x) * pb::kCount + threadIdx.x] =
+                red[threadIdx.x * kBwdThreads];
+        __syncthreads();
+    }
+}
+
+// The same over 16-byte packs of each plane (chunk counted in packs).
+template <typename T>
+__global__ void __launch_bounds__(kBwdThreads)
+    pixel_branch_backward_packed_kernel(const cuda::Pack<T> *__restrict__ grad,
+                                        const cuda::Pack<T> *__restrict__ x, PixelBranchParams<T> p,
+                                        cuda::Pack<T> *__restrict__ grad_x, T *__restrict__ partial,
+                                        int64_t n, int64_t packs, int64_t chunk)
+{
+    __shared__ T red[pb::kCount * kBwdThreads];
+    const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
+    const int64_t end = begin + chunk < packs ? begin + chunk : packs;
+    for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
+        const Coeffs<T> c(p, img);
+        const cuda::Pack<T> *xi = x + img * 3 * packs;
+        const cuda::Pack<T> *gi = grad + img * 3 * packs;
+        cuda::Pack<T> *gxi = grad_x + img * 3 * packs;
+        T acc[pb::kCount];
 #pragma unroll
-            for (int o = 0; o < 3; ++o) {
-                const T z2 = c.w2[3 * o] * h1[0] + c.w2[3 * o + 1] * h1[1] +
-                             c.w2[3 * o + 2] * h1[2] + c.b2[o];
-                const T ga2 = c.s2[o] * z2 > T(0) ? gi[o * hw + i] : T(0);
-                acc[pb::kS2 + o] += ga2 * z2;
-                gz2[o] = ga2 * c.s2[o];
-                acc[pb::kB2 + o] += gz2[o];
+        for (int q = 0; q < pb::kCount; ++q)
+            acc[q] = T(0);
+        for (int64_t i = begin + threadIdx.x; i < end; i += kBwdThreads) {
+            const cuda::Pack<T> xp[3] = {xi[i], xi[packs + i], xi[2 * packs + i]};
+            const cuda::Pack<T> gp[3] = {gi[i], gi[packs + i], gi[2 * packs + i]};
+            cuda::Pack<T> gxp[3];
 #pragma unroll
-                for (int k = 0; k < 3; ++k)
-                    acc[pb::kW2 + 3 * o + k] += gz2[o] * h1[k];
-            }
+            for (int k = 0; k < cuda::Pack<T>::kSize; ++k) {
+                const T xin[3] = {xp[0].v[k], xp[1].v[k], xp[2].v[k]};
+                const T g[3] = {gp[0].v[k], gp[1].v[k], gp[2].v[k]};
+                T gx[3];
+                backward_pixel(c, xin, g, gx, acc);
 #pragma unroll
-            for (int k = 0; k < 3; ++k) {
-                const T gh1 = c.w2[k] * gz2[0] + c.w2[3 + k] * gz2[1] + c.w2[6 + k] * gz2[2];
-                const T ga1 = a1[k] > T(0) ? gh1 : T(0);
-                acc[pb::kS1 + k] += ga1 * z1[k];
-                gz1[k] = ga1 * c.s1[k];
-                acc[pb::kB1 + k] += gz1[k];
+                for (int o = 0; o < 3; ++o)
+                    gxp[o].v[k] = gx[o];
             }
 #pragma unroll
             for (int o = 0; o < 3; ++o)
-#pragma unroll
-                for (int k = 0; k < 3; ++k)
-                    acc[pb::kW1 + 3 * o + k] += gz1[o] * xin[k];
-#pragma unroll
-            for (int k = 0; k < 3; ++k)
-                gxi[k * hw + i] = c.w1[k] * gz1[0] + c.w1[3 + k] * gz1[1] + c.w1[6 + k] * gz1[2];
+                gxi[o * packs + i] = gxp[o];
         }
         cuda::block_sum<kBwdThreads>(acc, red);
         if (threadIdx.x < pb::kCount)
@@ -179,9 +279,20 @@ Status forward(const T *x, const PixelBranchParams<T> &p, T *y, int64_t n, int64
         return kOk;
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
+    const cudaStream_t s = cuda::as_stream(stream);
+    constexpr int kPack = cuda::Pack<T>::kSize;
+    if (cuda::packable(hw, kPack, {x, y})) {
+        const int64_t packs = hw / kPack;
+        const dim3 grid(cuda::grid_for(packs, kThreads, 1024),
+                        static_cast<unsigned>(std::min(n, kMaxGridY)));
+        pixel_branch_forward_packed_kernel<T>
+            <<<grid, kThreads, 0, s>>>(reinterpret_cast<const cuda::Pack<T> *>(x), p,
+                                       reinterpret_cast<cuda::Pack<T> *>(y), n, packs);
+        return cuda::launch_status();
+    }
     const dim3 grid(cuda::grid_for(hw, kThreads * 2, 1024),
                     static_cast<unsigned>(std::min(n, kMaxGridY)));
-    pixel_branch_forward_kernel<T><<<grid, kThreads, 0, cuda::as_stream(stream)>>>(x, p, y, n, hw);
+    pixel_branch_forward_kernel<T><<<grid, kThreads, 0, s>>>(x, p, y, n, hw);
     return cuda::launch_status();
 }
 
@@ -196,12 +307,17 @@ Status backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *gra
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);
     const int parts = npp_pixel_branch_backward_parts(hw);
-    if (n > 0) {
-        const int64_t chunk = ceil_div(hw, parts);
-        const dim3 grid(static_cast<unsigned>(parts),
-                        static_cast<unsigned>(std::min(n, kMaxGridY)));
-        pixel_branch_backward_kernel<T>
-            <<<grid, kBwdThreads, 0, s>>>(grad, x, p, grad_x, workspace, n, hw, chunk);
+    constexpr int kPack = cuda::Pack<T>::kSize;
+    const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(n, kMaxGridY)));
+    if (n > 0 && hw > 0 && cuda::packable(hw, kPack, {grad, x, grad_x})) {
+        const int64_t packs = hw / kPack;
+        pixel_branch_backward_packed_kernel<T><<<grid, kBwdThreads, 0, s>>>(
+            reinterpret_cast<const cuda::Pack<T> *>(grad),
+            reinterpret_cast<const cuda::Pack<T> *>(x), p,
+            reinterpret_cast<cuda::Pack<T> *>(grad_x), workspace, n, packs, ceil_div(packs, parts));
+    } else if (n > 0) {
+        pixel_branch_backward_kernel<T><<<grid, kBwdThreads, 0, s>>>(grad, x, p, grad_x, workspace,
+                                                                     n, hw, ceil_div(hw, parts));
     }
     // Also with n == 0: the W/b gradients are then zeros.
     pixel_branch_finish_kernel<T>
