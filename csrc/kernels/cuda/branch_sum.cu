@@ -15,34 +15,34 @@ template <typename T> __device__ __forceinline__ T sum_clamp(T a, T b)
     return v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
 }
 
-template <typename T>
+// Over packs of K values (K = 1: scalar).
+template <typename T, int K>
 __global__ void __launch_bounds__(kThreads)
-    branch_sum_clamp_kernel(const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y,
-                            int64_t numel)
-{
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < numel;
-         i += stride)
-        y[i] = sum_clamp(a[i], b[i]);
-}
-
-// The same over 16-byte packs.
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    branch_sum_clamp_packed_kernel(const cuda::Pack<T> *__restrict__ a,
-                                   const cuda::Pack<T> *__restrict__ b,
-                                   cuda::Pack<T> *__restrict__ y, int64_t packs)
+    branch_sum_clamp_kernel(const cuda::Pack<T, K> *__restrict__ a,
+                            const cuda::Pack<T, K> *__restrict__ b,
+                            cuda::Pack<T, K> *__restrict__ y, int64_t packs)
 {
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < packs;
          i += stride) {
-        const cuda::Pack<T> pa = a[i], pb = b[i];
-        cuda::Pack<T> out;
+        const cuda::Pack<T, K> pa = a[i], pb = b[i];
+        cuda::Pack<T, K> out;
 #pragma unroll
-        for (int k = 0; k < cuda::Pack<T>::kSize; ++k)
+        for (int k = 0; k < K; ++k)
             out.v[k] = sum_clamp(pa.v[k], pb.v[k]);
         y[i] = out;
     }
+}
+
+template <typename T, int K>
+void launch(const T *a, const T *b, T *y, int64_t numel, cudaStream_t s)
+{
+    const int64_t packs = numel / K;
+    branch_sum_clamp_kernel<T, K>
+        <<<cuda::grid_for(packs, K == 1 ? kThreads * 4 : kThreads), kThreads, 0, s>>>(
+            reinterpret_cast<const cuda::Pack<T, K> *>(a),
+            reinterpret_cast<const cuda::Pack<T, K> *>(b), reinterpret_cast<cuda::Pack<T, K> *>(y),
+            packs);
 }
 
 template <typename T>
@@ -54,19 +54,11 @@ Status run(const T *a, const T *b, T *y, int64_t numel, int device, uintptr_t st
         return kOk;
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
-    constexpr int kPack = cuda::Pack<T>::kSize;
-    if (cuda::packable(numel, kPack, {a, b, y})) {
-        const int64_t packs = numel / kPack;
-        branch_sum_clamp_packed_kernel<T>
-            <<<cuda::grid_for(packs, kThreads), kThreads, 0, cuda::as_stream(stream)>>>(
-                reinterpret_cast<const cuda::Pack<T> *>(a),
-                reinterpret_cast<const cuda::Pack<T> *>(b), reinterpret_cast<cuda::Pack<T> *>(y),
-                packs);
-        return cuda::launch_status();
-    }
-    branch_sum_clamp_kernel<T>
-        <<<cuda::grid_for(numel, kThreads * 4), kThreads, 0, cuda::as_stream(stream)>>>(a, b, y,
-                                                                                        numel);
+    const cudaStream_t s = cuda::as_stream(stream);
+    if (cuda::packable(numel, cuda::kWide<T>, {a, b, y}))
+        launch<T, cuda::kWide<T>>(a, b, y, numel, s);
+    else
+        launch<T, 1>(a, b, y, numel, s);
     return cuda::launch_status();
 }
 

@@ -67,13 +67,15 @@ inline unsigned grid_for(int64_t work, int threads, int64_t cap = int64_t{1} << 
     return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
 }
 
-// 16 bytes of T (4 floats or 2 doubles), loaded and stored as one 128-bit access: a thread
-// then keeps 4x the bytes in flight, which memory-bound kernels need to reach the
-// bandwidth of an H100.
-template <typename T> struct alignas(16) Pack {
-    static constexpr int kSize = static_cast<int>(16 / sizeof(T));
-    T v[kSize];
+// K consecutive values of T, loaded and stored as one access. With K = kWide<T> that is 16
+// bytes (4 floats or 2 doubles) in one 128-bit access: a thread keeps 4x the bytes in
+// flight, which memory-bound kernels need to reach the bandwidth of an H100. K = 1 is the
+// plain scalar access, for data off the 16-byte grid.
+template <typename T, int K> struct alignas(sizeof(T) * K) Pack {
+    static constexpr int kSize = K;
+    T v[K];
 };
+template <typename T> constexpr int kWide = static_cast<int>(16 / sizeof(T));
 
 // Whether `count` elements of T from each pointer can be read and written as Packs.
 inline bool packable(int64_t count, int pack_size, std::initializer_list<const void *> ptrs)

@@ -50,53 +50,32 @@ __device__ __forceinline__ void forward_pixel(const Coeffs<T> &c, T x0, T x1, T 
                                c.w2[3 * o + 2] * h[2] + c.b2[o]));
 }
 
-template <typename T>
+// Over packs of K pixels of each plane (K = 1: scalar); `packs` per plane.
+template <typename T, int K>
 __global__ void __launch_bounds__(kThreads)
-    pixel_branch_forward_kernel(const T *__restrict__ x, PixelBranchParams<T> p, T *__restrict__ y,
-                                int64_t n, int64_t hw)
+    pixel_branch_forward_kernel(const cuda::Pack<T, K> *__restrict__ x, PixelBranchParams<T> p,
+                                cuda::Pack<T, K> *__restrict__ y, int64_t n, int64_t packs)
 {
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
     for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
         const Coeffs<T> c(p, img);
-        const T *xi = x + img * 3 * hw;
-        T *yi = y + img * 3 * hw;
-        for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < hw;
-             i += stride) {
-            T out[3];
-            forward_pixel(c, xi[i], xi[hw + i], xi[2 * hw + i], out);
-#pragma unroll
-            for (int o = 0; o < 3; ++o)
-                yi[o * hw + i] = out[o];
-        }
-    }
-}
-
-// The same over 16-byte packs of each plane (packs = pixels per plane / pack size).
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    pixel_branch_forward_packed_kernel(const cuda::Pack<T> *__restrict__ x, PixelBranchParams<T> p,
-                                       cuda::Pack<T> *__restrict__ y, int64_t n, int64_t packs)
-{
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
-        const Coeffs<T> c(p, img);
-        const cuda::Pack<T> *xi = x + img * 3 * packs;
-        cuda::Pack<T> *yi = y + img * 3 * packs;
+        const cuda::Pack<T, K> *xi = x + img * 3 * packs;
+        cuda::Pack<T, K> *yi = y + img * 3 * packs;
         for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < packs;
              i += stride) {
-            const cuda::Pack<T> x0 = xi[i], x1 = xi[packs + i], x2 = xi[2 * packs + i];
-            cuda::Pack<T> y0, y1, y2;
+            const cuda::Pack<T, K> xp[3] = {xi[i], xi[packs + i], xi[2 * packs + i]};
+            cuda::Pack<T, K> yp[3];
 #pragma unroll
-            for (int k = 0; k < cuda::Pack<T>::kSize; ++k) {
+            for (int k = 0; k < K; ++k) {
                 T out[3];
-                forward_pixel(c, x0.v[k], x1.v[k], x2.v[k], out);
-                y0.v[k] = out[0];
-                y1.v[k] = out[1];
-                y2.v[k] = out[2];
+                forward_pixel(c, xp[0].v[k], xp[1].v[k], xp[2].v[k], out);
+#pragma unroll
+                for (int o = 0; o < 3; ++o)
+                    yp[o].v[k] = out[o];
             }
-            yi[i] = y0;
-            yi[packs + i] = y1;
-            yi[2 * packs + i] = y2;
+#pragma unroll
+            for (int o = 0; o < 3; ++o)
+                yi[o * packs + i] = yp[o];
         }
     }
 }
@@ -145,69 +124,34 @@ __device__ __forceinline__ void backward_pixel(const Coeffs<T> &c, const T (&xin
         gx[k] = c.w1[k] * gz1[0] + c.w1[3 + k] * gz1[1] + c.w1[6 + k] * gz1[2];
 }
 
-// Block (part, img) recomputes the forward for one chunk of one image,
-// writes grad_x and the chunk's 30 parameter partial sums (pb:: order).
-template <typename T>
+// Block (part, img) recomputes the forward for one chunk (counted in packs of K pixels of
+// each plane; K = 1: scalar) of one image, writes grad_x and the chunk's 30 parameter
+// partial sums (pb:: order).
+template <typename T, int K>
 __global__ void __launch_bounds__(kBwdThreads)
-    pixel_branch_backward_kernel(const T *__restrict__ grad, const T *__restrict__ x,
-                                 PixelBranchParams<T> p, T *__restrict__ grad_x,
-                                 T *__restrict__ partial, int64_t n, int64_t hw, int64_t chunk)
-{
-    __shared__ T red[pb::kCount * kBwdThreads];
-    const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
-    const int64_t end = begin + chunk < hw ? begin + chunk : hw;
-    for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
-        const Coeffs<T> c(p, img);
-        const T *xi = x + img * 3 * hw;
-        const T *gi = grad + img * 3 * hw;
-        T *gxi = grad_x + img * 3 * hw;
-        T acc[pb::kCount];
-#pragma unroll
-        for (int q = 0; q < pb::kCount; ++q)
-            acc[q] = T(0);
-        for (int64_t i = begin + threadIdx.x; i < end; i += kBwdThreads) {
-            const T xin[3] = {xi[i], xi[hw + i], xi[2 * hw + i]};
-            const T g[3] = {gi[i], gi[hw + i], gi[2 * hw + i]};
-            T gx[3];
-            backward_pixel(c, xin, g, gx, acc);
-#pragma unroll
-            for (int k = 0; k < 3; ++k)
-                gxi[k * hw + i] = gx[k];
-        }
-        cuda::block_sum<kBwdThreads>(acc, red);
-        if (threadIdx.x < pb::kCount)
-            partial[(img * gridDim.x + blockIdx.x) * pb::kCount + threadIdx.x] =
-                red[threadIdx.x * kBwdThreads];
-        __syncthreads();
-    }
-}
-
-// The same over 16-byte packs of each plane (chunk counted in packs).
-template <typename T>
-__global__ void __launch_bounds__(kBwdThreads)
-    pixel_branch_backward_packed_kernel(const cuda::Pack<T> *__restrict__ grad,
-                                        const cuda::Pack<T> *__restrict__ x, PixelBranchParams<T> p,
-                                        cuda::Pack<T> *__restrict__ grad_x, T *__restrict__ partial,
-                                        int64_t n, int64_t packs, int64_t chunk)
+    pixel_branch_backward_kernel(const cuda::Pack<T, K> *__restrict__ grad,
+                                 const cuda::Pack<T, K> *__restrict__ x, PixelBranchParams<T> p,
+                                 cuda::Pack<T, K> *__restrict__ grad_x, T *__restrict__ partial,
+                                 int64_t n, int64_t packs, int64_t chunk)
 {
     __shared__ T red[pb::kCount * kBwdThreads];
     const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
     const int64_t end = begin + chunk < packs ? begin + chunk : packs;
     for (int64_t img = blockIdx.y; img < n; img += gridDim.y) {
         const Coeffs<T> c(p, img);
-        const cuda::Pack<T> *xi = x + img * 3 * packs;
-        const cuda::Pack<T> *gi = grad + img * 3 * packs;
-        cuda::Pack<T> *gxi = grad_x + img * 3 * packs;
+        const cuda::Pack<T, K> *xi = x + img * 3 * packs;
+        const cuda::Pack<T, K> *gi = grad + img * 3 * packs;
+        cuda::Pack<T, K> *gxi = grad_x + img * 3 * packs;
         T acc[pb::kCount];
 #pragma unroll
         for (int q = 0; q < pb::kCount; ++q)
             acc[q] = T(0);
         for (int64_t i = begin + threadIdx.x; i < end; i += kBwdThreads) {
-            const cuda::Pack<T> xp[3] = {xi[i], xi[packs + i], xi[2 * packs + i]};
-            const cuda::Pack<T> gp[3] = {gi[i], gi[packs + i], gi[2 * packs + i]};
-            cuda::Pack<T> gxp[3];
+            const cuda::Pack<T, K> xp[3] = {xi[i], xi[packs + i], xi[2 * packs + i]};
+            const cuda::Pack<T, K> gp[3] = {gi[i], gi[packs + i], gi[2 * packs + i]};
+            cuda::Pack<T, K> gxp[3];
 #pragma unroll
-            for (int k = 0; k < cuda::Pack<T>::kSize; ++k) {
+            for (int k = 0; k < K; ++k) {
                 const T xin[3] = {xp[0].v[k], xp[1].v[k], xp[2].v[k]};
                 const T g[3] = {gp[0].v[k], gp[1].v[k], gp[2].v[k]};
                 T gx[3];
@@ -269,6 +213,31 @@ __global__ void pixel_branch_finish_kernel(const T *__restrict__ partial, PixelB
     }
 }
 
+template <typename T, int K>
+void launch_forward(const T *x, const PixelBranchParams<T> &p, T *y, int64_t n, int64_t hw,
+                    cudaStream_t s)
+{
+    const int64_t packs = hw / K;
+    // Scalar threads take about 2 pixels each, so that they too have work in flight.
+    const dim3 grid(cuda::grid_for(packs, K == 1 ? kThreads * 2 : kThreads, 1024),
+                    static_cast<unsigned>(std::min(n, kMaxGridY)));
+    pixel_branch_forward_kernel<T, K>
+        <<<grid, kThreads, 0, s>>>(reinterpret_cast<const cuda::Pack<T, K> *>(x), p,
+                                   reinterpret_cast<cuda::Pack<T, K> *>(y), n, packs);
+}
+
+template <typename T, int K>
+void launch_backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *grad_x,
+                     T *workspace, int64_t n, int64_t hw, int parts, cudaStream_t s)
+{
+    const int64_t packs = hw / K;
+    const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(n, kMaxGridY)));
+    pixel_branch_backward_kernel<T, K><<<grid, kBwdThreads, 0, s>>>(
+        reinterpret_cast<const cuda::Pack<T, K> *>(grad),
+        reinterpret_cast<const cuda::Pack<T, K> *>(x), p,
+        reinterpret_cast<cuda::Pack<T, K> *>(grad_x), workspace, n, packs, ceil_div(packs, parts));
+}
+
 template <typename T>
 Status forward(const T *x, const PixelBranchParams<T> &p, T *y, int64_t n, int64_t hw, int device,
                uintptr_t stream)
@@ -280,19 +249,10 @@ Status forward(const T *x, const PixelBranchParams<T> &p, T *y, int64_t n, int64
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);
-    constexpr int kPack = cuda::Pack<T>::kSize;
-    if (cuda::packable(hw, kPack, {x, y})) {
-        const int64_t packs = hw / kPack;
-        const dim3 grid(cuda::grid_for(packs, kThreads, 1024),
-                        static_cast<unsigned>(std::min(n, kMaxGridY)));
-        pixel_branch_forward_packed_kernel<T>
-            <<<grid, kThreads, 0, s>>>(reinterpret_cast<const cuda::Pack<T> *>(x), p,
-                                       reinterpret_cast<cuda::Pack<T> *>(y), n, packs);
-        return cuda::launch_status();
-    }
-    const dim3 grid(cuda::grid_for(hw, kThreads * 2, 1024),
-                    static_cast<unsigned>(std::min(n, kMaxGridY)));
-    pixel_branch_forward_kernel<T><<<grid, kThreads, 0, s>>>(x, p, y, n, hw);
+    if (cuda::packable(hw, cuda::kWide<T>, {x, y}))
+        launch_forward<T, cuda::kWide<T>>(x, p, y, n, hw, s);
+    else
+        launch_forward<T, 1>(x, p, y, n, hw, s);
     return cuda::launch_status();
 }
 
@@ -307,18 +267,10 @@ Status backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *gra
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);
     const int parts = npp_pixel_branch_backward_parts(hw);
-    constexpr int kPack = cuda::Pack<T>::kSize;
-    const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(n, kMaxGridY)));
-    if (n > 0 && hw > 0 && cuda::packable(hw, kPack, {grad, x, grad_x})) {
-        const int64_t packs = hw / kPack;
-        pixel_branch_backward_packed_kernel<T><<<grid, kBwdThreads, 0, s>>>(
-            reinterpret_cast<const cuda::Pack<T> *>(grad),
-            reinterpret_cast<const cuda::Pack<T> *>(x), p,
-            reinterpret_cast<cuda::Pack<T> *>(grad_x), workspace, n, packs, ceil_div(packs, parts));
-    } else if (n > 0) {
-        pixel_branch_backward_kernel<T><<<grid, kBwdThreads, 0, s>>>(grad, x, p, grad_x, workspace,
-                                                                     n, hw, ceil_div(hw, parts));
-    }
+    if (n > 0 && cuda::packable(hw, cuda::kWide<T>, {grad, x, grad_x}))
+        launch_backward<T, cuda::kWide<T>>(grad, x, p, grad_x, workspace, n, hw, parts, s);
+    else if (n > 0)
+        launch_backward<T, 1>(grad, x, p, grad_x, workspace, n, hw, parts, s);
     // Also with n == 0: the W/b gradients are then zeros.
     pixel_branch_finish_kernel<T>
         <<<cuda::grid_for(24 + 6 * n, 128), 128, 0, s>>>(workspace, g, n, parts);

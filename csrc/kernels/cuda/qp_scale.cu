@@ -9,42 +9,24 @@ namespace
 constexpr int kThreads = 256;
 constexpr int64_t kMaxGridY = 65535;
 
-template <typename T, bool kRelu>
+// y = act(x * s) over rows of `packs` packs of K values each.
+template <typename T, int K, bool kRelu>
 __global__ void __launch_bounds__(kThreads)
-    qp_scale_forward_kernel(const T *__restrict__ x, const T *__restrict__ scale, T *__restrict__ y,
-                            int64_t rows, int64_t hw)
+    qp_scale_forward_kernel(const cuda::Pack<T, K> *__restrict__ x, const T *__restrict__ scale,
+                            cuda::Pack<T, K> *__restrict__ y, int64_t rows, int64_t packs)
 {
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
     for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
         const T s = scale[r];
-        const T *xr = x + r * hw;
-        T *yr = y + r * hw;
-        for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < hw;
-             i += stride) {
-            const T v = xr[i] * s;
-            // `v < 0 ? 0 : v` lets NaN through, as torch.relu does.
-            yr[i] = kRelu ? (v < T(0) ? T(0) : v) : v;
-        }
-    }
-}
-
-// The same over 16-byte packs, for rows whose length and addresses allow it.
-template <typename T, bool kRelu>
-__global__ void __launch_bounds__(kThreads)
-    qp_scale_forward_packed_kernel(const cuda::Pack<T> *__restrict__ x, const T *__restrict__ scale,
-                                   cuda::Pack<T> *__restrict__ y, int64_t rows, int64_t packs)
-{
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
-        const T s = scale[r];
-        const cuda::Pack<T> *xr = x + r * packs;
-        cuda::Pack<T> *yr = y + r * packs;
+        const cuda::Pack<T, K> *xr = x + r * packs;
+        cuda::Pack<T, K> *yr = y + r * packs;
         for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < packs;
              i += stride) {
-            cuda::Pack<T> p = xr[i];
+            cuda::Pack<T, K> p = xr[i];
 #pragma unroll
-            for (int k = 0; k < cuda::Pack<T>::kSize; ++k) {
+            for (int k = 0; k < K; ++k) {
                 const T v = p.v[k] * s;
+                // `v < 0 ? 0 : v` lets NaN through, as torch.relu does.
                 p.v[k] = kRelu ? (v < T(0) ? T(0) : v) : v;
             }
             yr[i] = p;
@@ -52,43 +34,14 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// Block (part, row) handles one chunk of one row: writes grad_x and the
-// chunk's sum of grad_y * mask * x into partial[row * parts + part].
-template <typename T, bool kRelu>
+// Block (part, row) handles one chunk (counted in packs) of one row: writes grad_x and
+// the chunk's sum of grad_y * mask * x into partial[row * parts + part].
+template <typename T, int K, bool kRelu>
 __global__ void __launch_bounds__(kThreads)
-    qp_scale_backward_kernel(const T *__restrict__ grad, const T *__restrict__ x,
-                             const T *__restrict__ scale, T *__restrict__ grad_x,
-                             T *__restrict__ partial, int64_t rows, int64_t hw, int64_t chunk)
-{
-    __shared__ T red[kThreads];
-    const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
-    const int64_t end = begin + chunk < hw ? begin + chunk : hw;
-    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
-        const T s = scale[r];
-        const int64_t base = r * hw;
-        T acc[1] = {T(0)};
-        for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
-            const T xv = x[base + i];
-            // relu's gradient passes where the output is > 0 (as torch's).
-            const T gm = (!kRelu || xv * s > T(0)) ? grad[base + i] : T(0);
-            grad_x[base + i] = gm * s;
-            acc[0] += gm * xv;
-        }
-        cuda::block_sum<kThreads>(acc, red);
-        if (threadIdx.x == 0)
-            partial[r * gridDim.x + blockIdx.x] = red[0];
-        __syncthreads();
-    }
-}
-
-// The same over 16-byte packs (chunk counted in packs).
-template <typename T, bool kRelu>
-__global__ void __launch_bounds__(kThreads)
-    qp_scale_backward_packed_kernel(const cuda::Pack<T> *__restrict__ grad,
-                                    const cuda::Pack<T> *__restrict__ x,
-                                    const T *__restrict__ scale, cuda::Pack<T> *__restrict__ grad_x,
-                                    T *__restrict__ partial, int64_t rows, int64_t packs,
-                                    int64_t chunk)
+    qp_scale_backward_kernel(const cuda::Pack<T, K> *__restrict__ grad,
+                             const cuda::Pack<T, K> *__restrict__ x, const T *__restrict__ scale,
+                             cuda::Pack<T, K> *__restrict__ grad_x, T *__restrict__ partial,
+                             int64_t rows, int64_t packs, int64_t chunk)
 {
     __shared__ T red[kThreads];
     const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk;
@@ -98,10 +51,11 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t base = r * packs;
         T acc[1] = {T(0)};
         for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
-            const cuda::Pack<T> g = grad[base + i], xv = x[base + i];
-            cuda::Pack<T> gx;
+            const cuda::Pack<T, K> g = grad[base + i], xv = x[base + i];
+            cuda::Pack<T, K> gx;
 #pragma unroll
-            for (int k = 0; k < cuda::Pack<T>::kSize; ++k) {
+            for (int k = 0; k < K; ++k) {
+                // relu's gradient passes where the output is > 0 (as torch's).
                 const T gm = (!kRelu || xv.v[k] * s > T(0)) ? g.v[k] : T(0);
                 gx.v[k] = gm * s;
                 acc[0] += gm * xv.v[k];
@@ -130,6 +84,40 @@ __global__ void qp_scale_finish_kernel(const T *__restrict__ partial, T *__restr
     }
 }
 
+template <typename T, int K>
+void launch_forward(const T *x, const T *scale, T *y, int64_t rows, int64_t hw, bool relu,
+                    cudaStream_t s)
+{
+    const int64_t packs = hw / K;
+    // Scalar threads take about 4 values each, so that they too have work in flight.
+    const dim3 grid(cuda::grid_for(packs, K == 1 ? kThreads * 4 : kThreads, 1024),
+                    static_cast<unsigned>(std::min(rows, kMaxGridY)));
+    const auto *xp = reinterpret_cast<const cuda::Pack<T, K> *>(x);
+    auto *yp = reinterpret_cast<cuda::Pack<T, K> *>(y);
+    if (relu)
+        qp_scale_forward_kernel<T, K, true><<<grid, kThreads, 0, s>>>(xp, scale, yp, rows, packs);
+    else
+        qp_scale_forward_kernel<T, K, false><<<grid, kThreads, 0, s>>>(xp, scale, yp, rows, packs);
+}
+
+template <typename T, int K>
+void launch_backward(const T *grad, const T *x, const T *scale, T *grad_x, T *workspace,
+                     int64_t rows, int64_t hw, bool relu, int parts, cudaStream_t s)
+{
+    const int64_t packs = hw / K;
+    const int64_t chunk = ceil_div(packs, parts);
+    const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(rows, kMaxGridY)));
+    const auto *gp = reinterpret_cast<const cuda::Pack<T, K> *>(grad);
+    const auto *xp = reinterpret_cast<const cuda::Pack<T, K> *>(x);
+    auto *gxp = reinterpret_cast<cuda::Pack<T, K> *>(grad_x);
+    if (relu)
+        qp_scale_backward_kernel<T, K, true>
+            <<<grid, kThreads, 0, s>>>(gp, xp, scale, gxp, workspace, rows, packs, chunk);
+    else
+        qp_scale_backward_kernel<T, K, false>
+            <<<grid, kThreads, 0, s>>>(gp, xp, scale, gxp, workspace, rows, packs, chunk);
+}
+
 template <typename T>
 Status forward(const T *x, const T *scale, T *y, int64_t rows, int64_t hw, bool relu, int device,
                uintptr_t stream)
@@ -141,27 +129,10 @@ Status forward(const T *x, const T *scale, T *y, int64_t rows, int64_t hw, bool 
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);
-    constexpr int kPack = cuda::Pack<T>::kSize;
-    if (cuda::packable(hw, kPack, {x, y})) {
-        const int64_t packs = hw / kPack;
-        const dim3 grid(cuda::grid_for(packs, kThreads, 1024),
-                        static_cast<unsigned>(std::min(rows, kMaxGridY)));
-        const auto *xp = reinterpret_cast<const cuda::Pack<T> *>(x);
-        auto *yp = reinterpret_cast<cuda::Pack<T> *>(y);
-        if (relu)
-            qp_scale_forward_packed_kernel<T, true>
-                <<<grid, kThreads, 0, s>>>(xp, scale, yp, rows, packs);
-        else
-            qp_scale_forward_packed_kernel<T, false>
-                <<<grid, kThreads, 0, s>>>(xp, scale, yp, rows, packs);
-        return cuda::launch_status();
-    }
-    const dim3 grid(cuda::grid_for(hw, kThreads * 4, 1024),
-                    static_cast<unsigned>(std::min(rows, kMaxGridY)));
-    if (relu)
-        qp_scale_forward_kernel<T, true><<<grid, kThreads, 0, s>>>(x, scale, y, rows, hw);
+    if (cuda::packable(hw, cuda::kWide<T>, {x, y}))
+        launch_forward<T, cuda::kWide<T>>(x, scale, y, rows, hw, relu, s);
     else
-        qp_scale_forward_kernel<T, false><<<grid, kThreads, 0, s>>>(x, scale, y, rows, hw);
+        launch_forward<T, 1>(x, scale, y, rows, hw, relu, s);
     return cuda::launch_status();
 }
 
@@ -176,30 +147,12 @@ Status backward(const T *grad, const T *x, const T *scale, T *grad_x, T *grad_sc
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const int parts = qp_scale_backward_parts(hw);
-    const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(rows, kMaxGridY)));
     const cudaStream_t s = cuda::as_stream(stream);
-    constexpr int kPack = cuda::Pack<T>::kSize;
-    if (hw > 0 && cuda::packable(hw, kPack, {grad, x, grad_x})) {
-        const int64_t packs = hw / kPack;
-        const int64_t chunk = ceil_div(packs, parts);
-        const auto *gp = reinterpret_cast<const cuda::Pack<T> *>(grad);
-        const auto *xp = reinterpret_cast<const cuda::Pack<T> *>(x);
-        auto *gxp = reinterpret_cast<cuda::Pack<T> *>(grad_x);
-        if (relu)
-            qp_scale_backward_packed_kernel<T, true>
-                <<<grid, kThreads, 0, s>>>(gp, xp, scale, gxp, workspace, rows, packs, chunk);
-        else
-            qp_scale_backward_packed_kernel<T, false>
-                <<<grid, kThreads, 0, s>>>(gp, xp, scale, gxp, workspace, rows, packs, chunk);
-    } else {
-        const int64_t chunk = ceil_div(hw, parts);
-        if (relu)
-            qp_scale_backward_kernel<T, true>
-                <<<grid, kThreads, 0, s>>>(grad, x, scale, grad_x, workspace, rows, hw, chunk);
-        else
-            qp_scale_backward_kernel<T, false>
-                <<<grid, kThreads, 0, s>>>(grad, x, scale, grad_x, workspace, rows, hw, chunk);
-    }
+    if (cuda::packable(hw, cuda::kWide<T>, {grad, x, grad_x}))
+        launch_backward<T, cuda::kWide<T>>(grad, x, scale, grad_x, workspace, rows, hw, relu, parts,
+                                           s);
+    else
+        launch_backward<T, 1>(grad, x, scale, grad_x, workspace, rows, hw, relu, parts, s);
     qp_scale_finish_kernel<T>
         <<<cuda::grid_for(rows, 256), 256, 0, s>>>(workspace, grad_scale, rows, parts);
     return cuda::launch_status();
