@@ -10,11 +10,12 @@ For a batch of 16 images at 256x256 (by default) it times:
 
 GB/s counts the bytes an ideal implementation must move (every input read
 once, every output written once), so it can be compared with the memory
-bandwidth; "% of copy" sets it against a plain 256 MiB tensor copy on the same device.
-On CUDA a second table judges the GPU targets (PASS/MISS) (fused ops >= 3x eager and no slower than
-torch.compile, YUV ops >= 50% of the card's nominal bandwidth, or of the copy for cards
-it does not know). CUDA times come from CUDA events, CPU times from perf_counter;
-each is the median of --repeats runs after warm-up. Prints a markdown table.
+bandwidth; "% of copy" sets it against a plain 256 MiB tensor copy on the same
+device. On CUDA a second table marks the GPU targets PASS or MISS: fused ops >= 3x
+eager and no slower than torch.compile, YUV ops >= 50% of the card's nominal
+bandwidth (or of the copy, for cards it does not know). CUDA times come from CUDA
+events, CPU times from perf_counter; each is the median of --repeats runs after
+warm-up. Prints a markdown table.
 Informational only: nothing is asserted.
 
     python benchmarks/kernels.py [--device cpu|cuda|all] [--repeats 20]
