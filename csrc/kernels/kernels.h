@@ -29,6 +29,13 @@ constexpr int kChroma444 = 3;
 // Largest side accepted by the YUV kernels: keeps every per-row index in int.
 constexpr int kMaxSide = 1 << 16;
 
+// Argument checks shared by the CPU and CUDA YUV entry points.
+inline bool yuv_sizes_ok(int64_t n, int height, int width)
+{
+    return n >= 0 && height >= 1 && width >= 1 && height <= kMaxSide && width <= kMaxSide;
+}
+inline bool yuv_chroma_ok(int chroma) { return chroma == kChroma420 || chroma == kChroma444; }
+
 template <typename T> struct PixelBranchParams {
     const T *w1; // (3, 3) row-major, (out, in)
     const T *b1; // (3,)

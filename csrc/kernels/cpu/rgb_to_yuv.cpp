@@ -99,9 +99,9 @@ void vertical_rows(const int16_t *h, uint8_t *yuv, int64_t task_begin, int64_t t
 Status rgb_to_yuv_cpu(const float *rgb, uint8_t *yuv, int64_t n, int height, int width, int chroma,
                       int num_threads)
 {
-    if (n < 0 || height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+    if (!yuv_sizes_ok(n, height, width))
         return "rgb_to_yuv: bad sizes";
-    if (chroma != kChroma420 && chroma != kChroma444)
+    if (!yuv_chroma_ok(chroma))
         return "rgb_to_yuv: chroma must be 1 (4:2:0) or 3 (4:4:4)";
     if (n == 0)
         return kOk;

@@ -83,9 +83,9 @@ void decode_rows(const uint8_t *yuv, float *rgb, int64_t task_begin, int64_t tas
 Status yuv_to_rgb_cpu(const uint8_t *yuv, float *rgb, int64_t n, int height, int width, int chroma,
                       int num_threads)
 {
-    if (n < 0 || height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+    if (!yuv_sizes_ok(n, height, width))
         return "yuv_to_rgb: bad sizes";
-    if (chroma != kChroma420 && chroma != kChroma444)
+    if (!yuv_chroma_ok(chroma))
         return "yuv_to_rgb: chroma must be 1 (4:2:0) or 3 (4:4:4)";
     if (n == 0)
         return kOk;

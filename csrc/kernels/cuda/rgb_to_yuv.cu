@@ -164,9 +164,9 @@ __global__ void __launch_bounds__(kThreads)
 Status rgb_to_yuv_cuda(const float *rgb, uint8_t *yuv, int64_t n, int height, int width, int chroma,
                        int device, uintptr_t stream)
 {
-    if (n < 0 || height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+    if (!yuv_sizes_ok(n, height, width))
         return "rgb_to_yuv: bad sizes";
-    if (chroma != kChroma420 && chroma != kChroma444)
+    if (!yuv_chroma_ok(chroma))
         return "rgb_to_yuv: chroma must be 1 (4:2:0) or 3 (4:4:4)";
     if (n == 0)
         return kOk;

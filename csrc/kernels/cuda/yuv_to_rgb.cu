@@ -119,9 +119,9 @@ __global__ void __launch_bounds__(kThreads)
 Status yuv_to_rgb_cuda(const uint8_t *yuv, float *rgb, int64_t n, int height, int width, int chroma,
                        int device, uintptr_t stream)
 {
-    if (n < 0 || height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+    if (!yuv_sizes_ok(n, height, width))
         return "yuv_to_rgb: bad sizes";
-    if (chroma != kChroma420 && chroma != kChroma444)
+    if (!yuv_chroma_ok(chroma))
         return "yuv_to_rgb: chroma must be 1 (4:2:0) or 3 (4:4:4)";
     if (n == 0)
         return kOk;
