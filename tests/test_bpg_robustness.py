@@ -354,10 +354,11 @@ def test_truncations_of_a_test_vector_raise(testvectors_dir, file):
 def test_verification_refuses_a_cut_that_can_slip_through_without_it(testvectors_dir):
     """What verify=True is for: without it this cut in the slice data is not reliably caught.
 
-    With verify=False only the undecoded-block check stands between the cut and wrong
-    pixels, and it sees the scrub pattern only in a buffer we scrubbed; a buffer libde265
-    has not handed us before may hold anything, so the outcome depends on what ran before
-    in the process. Either way the result must never be taken for the real picture.
+    The slice ends early without an error and leaves blocks undecoded. With verify=False
+    only the undecoded-block check stands between the cut and wrong pixels, and for a
+    picture with SAO (the reference encoder's default) libde265 decodes into a buffer of
+    its own allocator, which may hold anything. Either way the result must never be taken
+    for the real picture.
     """
     data = (testvectors_dir / "chelsea_odd_101x77_q30_420.bpg").read_bytes()
     full = bpg.decode(data)
@@ -370,6 +371,37 @@ def test_verification_refuses_a_cut_that_can_slip_through_without_it(testvectors
             assert "not completely decoded" in str(e)
         else:
             assert not np.array_equal(out, full), "a cut file decoded to the real picture"
+
+
+def test_without_verification_a_cut_is_judged_the_same_whatever_ran_before(photos):
+    """verify=False: blocks a cut slice never reached are found, wherever the buffer came from.
+
+    Without SAO libde265 decodes into buffers we hand it, filled with a pattern no real
+    picture has, so the outcome of each cut is a function of the bytes alone: the same
+    in a second pass where pictures of other sizes are decoded between the cuts.
+    """
+    img = np.ascontiguousarray(photos["astronaut"][:200, :232])
+    data = bpg.encode(img, qp=40, x265_params="sao=0")
+    assert bpg.read_info(data).hevc["sao"] is False
+    others = [bpg.encode(np.full((h, w, 3), 128, np.uint8), 30) for h, w in ((24, 40), (72, 104))]
+
+    def outcome(n: int) -> str:
+        try:
+            return bpg.decode(data[:n], verify=False).tobytes().hex()
+        except bpg.BPGError as e:
+            return str(e)
+
+    cuts = range(40, len(data) - 1)
+    first = {n: outcome(n) for n in cuts}
+    undecoded = [n for n, o in first.items() if "not completely decoded" in o]
+    # Two cuts of this file end the slice early without an error (x265 3.5).
+    assert undecoded, "no cut was refused for undecoded blocks: the check, or the file, changed"
+    changed = []
+    for n, before in first.items():
+        bpg.decode(others[n % 2], verify=False)
+        if outcome(n) != before:
+            changed.append(n)
+    assert not changed, f"cuts {changed} (of {len(data)} bytes) were judged differently"
 
 
 HOSTILE_SIZES = [

@@ -1,5 +1,6 @@
 // bpg_decoder: a .bpg file in, planar YUV or RGB out, through libde265.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
@@ -17,9 +18,8 @@ struct bpg_decoder {
     std::vector<uint8_t> planes;
     std::vector<uint8_t> annexb;
     std::string error;
-    int last_format[4] = {0, 0, 0, 0}; // width, height, chroma, min CB of the last picture
-    bool discard_context = false;      // the last decode failed inside libde265
-    bool verify = true;                // see bpg_decoder_set_verify()
+    bool discard_context = false; // the last decode failed inside libde265
+    bool verify = true;           // see bpg_decoder_set_verify()
     std::vector<uint8_t> verify_planes;
     ~bpg_decoder()
     {
@@ -170,28 +170,58 @@ bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef>
 }
 
 // libde265 leaves the blocks a damaged slice never reached as they were in
-// its picture buffer. Every picture is overwritten after use with a pattern
-// no decoder output of a real picture matches over a whole coding block (a
-// 0/255 checkerboard of luma, chroma 0: out of the RGB gamut too), so such
-// blocks are found when the buffer is reused and the file is refused.
+// its picture buffer. Without SAO it decodes into buffers from us, filled
+// with a pattern no decoder output of a real picture matches over a whole
+// coding block (a 0/255 checkerboard of luma, chroma 0: out of the RGB gamut
+// too), so such blocks are found whatever the memory held before. With SAO
+// (libde265 1.0) the picture is decoded into a buffer of libde265's own
+// allocator, which may hold anything: verification is what catches those.
 uint8_t scrub_luma(int x, int y) { return ((x ^ y) & 1) ? 255 : 0; }
 
-void scrub(const de265_image *img, int nplanes)
+// de265_image_allocation::get_buffer: one scrubbed plane per colour component.
+int get_scrubbed_buffer(de265_decoder_context * /*ctx*/, de265_image_spec *spec, de265_image *img,
+                        void * /*userdata*/)
 {
-    for (int c = 0; c < nplanes; ++c) {
-        int stride = 0;
-        uint8_t *p = const_cast<uint8_t *>(de265_get_image_plane(img, c, &stride));
-        if (p == nullptr || stride <= 0)
-            continue;
-        const int h = de265_get_image_height(img, c);
-        if (c > 0) {
-            std::memset(p, 0, static_cast<size_t>(stride) * h);
-            continue;
+    const bool mono = spec->format == de265_image_format_mono8;
+    const int sx =
+        spec->format == de265_image_format_YUV420P8 || spec->format == de265_image_format_YUV422P8
+            ? 1
+            : 0;
+    const int sy = spec->format == de265_image_format_YUV420P8 ? 1 : 0;
+    const int align = std::max(spec->alignment, 64);
+    // The pattern is laid out in the coordinates of the cropped picture.
+    const int phase = (spec->crop_left ^ spec->crop_top) & 1;
+    uint8_t *planes[3] = {nullptr, nullptr, nullptr};
+    int strides[3] = {0, 0, 0};
+    for (int c = 0; c < (mono ? 1 : 3); ++c) {
+        const int w = c == 0 ? spec->width : (spec->width + sx) >> sx;
+        const int h = c == 0 ? spec->height : (spec->height + sy) >> sy;
+        const int bytes = (de265_get_bits_per_pixel(img, c) + 7) / 8;
+        strides[c] = (w * bytes + align - 1) / align * align;
+        // libde265's SIMD code may read a little past the last row.
+        const size_t size = static_cast<size_t>(strides[c]) * h + align;
+        planes[c] = static_cast<uint8_t *>(std::aligned_alloc(align, size));
+        if (planes[c] == nullptr) {
+            for (uint8_t *p : planes)
+                std::free(p);
+            return 0;
         }
-        for (int y = 0; y < h; ++y)
-            for (int x = 0; x < stride; ++x)
-                p[static_cast<ptrdiff_t>(y) * stride + x] = scrub_luma(x, y);
+        std::memset(planes[c], 0, size);
+        for (int y = 0; c == 0 && y < h; ++y) {
+            uint8_t *row = planes[c] + static_cast<size_t>(y) * strides[c];
+            for (int x = 0; x < strides[c]; ++x)
+                row[x] = scrub_luma(x, y + phase);
+        }
     }
+    for (int c = 0; c < 3; ++c)
+        de265_set_image_plane(img, c, planes[c], strides[c], planes[c]);
+    return 1;
+}
+
+void release_scrubbed_buffer(de265_decoder_context * /*ctx*/, de265_image *img, void * /*userdata*/)
+{
+    for (int c = 0; c < 3; ++c)
+        std::free(de265_get_image_plane_user_data(img, c));
 }
 
 // True when some coding tree block still holds the scrub pattern.
@@ -260,8 +290,8 @@ bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<Nal
     if (failure == DE265_OK)
         failure = warn;
     if (failure != DE265_OK || img == nullptr) {
-        // A damaged picture may sit in a buffer we never get to scrub: start
-        // the next file on a new libde265 context.
+        // Nothing of a context that failed is worth keeping: start the next
+        // file on a new one.
         dec->discard_context = true;
         if (failure == DE265_OK) {
             *err = "libde265 produced no picture (truncated or corrupt data)";
@@ -290,23 +320,16 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
     }
     if (dec->ctx == nullptr) {
         dec->discard_context = false;
-        std::fill(dec->last_format, dec->last_format + 4, 0);
         dec->ctx = de265_new_decoder();
         if (dec->ctx == nullptr)
             return fail(dec, BPG_ERR_NO_MEMORY, "libde265 could not create a decoder");
-        // Faulty pictures are returned too, so that they can be scrubbed.
+        de265_image_allocation scrubbed = {get_scrubbed_buffer, release_scrubbed_buffer};
+        de265_set_image_allocation_functions(dec->ctx, &scrubbed, nullptr);
+        // Faulty pictures are returned too: the checks below say what is wrong.
         de265_set_parameter_bool(dec->ctx, DE265_DECODER_PARAM_SUPPRESS_FAULTY_PICTURES, 0);
     }
     const de265_image *img = nullptr;
     s = run_libde265(dec, *h, nals, &img, &err);
-    // A picture of a new format lands in a fresh buffer, not yet zeroed:
-    // zero it and decode again into it.
-    const int format[4] = {width, height, chroma, h->hevc.log2_min_cb};
-    if (s == BPG_OK && !std::equal(format, format + 4, dec->last_format)) {
-        scrub(img, nplanes);
-        std::copy(format, format + 4, dec->last_format);
-        s = run_libde265(dec, *h, nals, &img, &err);
-    }
     if (s != BPG_OK)
         return fail(dec, s, err);
 
@@ -316,11 +339,9 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
                      : chroma == BPG_CM_422 ? de265_chroma_422
                                             : de265_chroma_444;
     if (static_cast<int>(dc) != want || de265_get_bits_per_pixel(img, 0) != 8) {
-        scrub(img, nplanes);
         return fail(dec, BPG_ERR_CORRUPT, "decoded picture does not match the header's format");
     }
     if (has_undecoded_block(img, *h, chroma)) {
-        scrub(img, nplanes);
         return fail(dec, BPG_ERR_CORRUPT,
                     "the picture was not completely decoded (truncated or corrupt slice data)");
     }
@@ -328,7 +349,6 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
     try {
         planes.resize(l.total);
     } catch (const std::bad_alloc &) {
-        scrub(img, nplanes);
         return fail(dec, BPG_ERR_NO_MEMORY, "out of memory");
     }
     for (int c = 0; c < nplanes; ++c) {
@@ -338,7 +358,6 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
         const uint8_t *src = de265_get_image_plane(img, c, &stride);
         if (src == nullptr || de265_get_image_width(img, c) < rw ||
             de265_get_image_height(img, c) < rh) {
-            scrub(img, nplanes);
             return fail(dec, BPG_ERR_CORRUPT, "decoded picture is smaller than the header says");
         }
         uint8_t *dst = planes.data() + (c == 0 ? 0 : l.y_size + (c - 1) * l.c_size);
@@ -349,7 +368,6 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
         // how the decoder cropped.
         pad_plane(dst, rw, rh, pw, ph);
     }
-    scrub(img, nplanes);
     return BPG_OK;
 }
 
