@@ -18,8 +18,10 @@ namespace cuda
 #define NPP_CUDA_TRY(expr)                                                                         \
     do {                                                                                           \
         const cudaError_t npp_err_ = (expr);                                                       \
-        if (npp_err_ != cudaSuccess)                                                               \
+        if (npp_err_ != cudaSuccess) {                                                             \
+            (void)cudaGetLastError(); /* reported here: the next launch must not see it again */   \
             return cudaGetErrorString(npp_err_);                                                   \
+        }                                                                                          \
     } while (0)
 
 // Status of the launches just queued (configuration errors, not async faults).
@@ -36,8 +38,10 @@ class DeviceGuard
   public:
     explicit DeviceGuard(int device)
     {
-        if (cudaGetDevice(&previous_) != cudaSuccess)
+        if (cudaGetDevice(&previous_) != cudaSuccess) {
             previous_ = -1;
+            (void)cudaGetLastError(); // not this call's error to report
+        }
         if (previous_ != device)
             error_ = cudaSetDevice(device);
         changed_ = previous_ != device && error_ == cudaSuccess;
