@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from . import _bpg, ops
 
@@ -75,14 +76,17 @@ class _HostBuffers:
         key = str(device)
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and hit.busy:
-                staging = _Staging(device, n, total)  # not cached: the common case is one caller
-            else:
-                if hit is None or hit.shape != (n, total):
-                    hit = self._cache[key] = _Staging(device, n, total)
-                staging = hit
-            staging.busy = True
-            return staging
+            if hit is not None and not hit.busy and hit.shape == (n, total):
+                hit.busy = True
+                return hit
+            cache = hit is None or not hit.busy  # a busy set stays: the common case is one caller
+        # Pinned allocation is slow: not under the lock, which every device's calls share.
+        staging = _Staging(device, n, total)
+        staging.busy = True
+        if cache:
+            with self._lock:
+                self._cache[key] = staging
+        return staging
 
     def release(self, staging: _Staging) -> None:
         """Mark a set free again (its ``consumed`` event, if any, already recorded)."""
@@ -102,14 +106,11 @@ _codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bp
 
 def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:
     if isinstance(qp, Tensor):
-        if qp.dim() == 0:
-            qp = int(qp.item())
-        else:
-            if qp.dim() != 1 or qp.numel() != n:
-                raise ValueError(f"qp tensor must have shape ({n},), got {tuple(qp.shape)}")
-            if qp.is_floating_point() and not torch.equal(qp, qp.round()):
-                raise ValueError("qp values must be integers")
-            qp = [int(v) for v in qp.tolist()]
+        if qp.dim() > 1 or (qp.dim() == 1 and qp.numel() != n):
+            raise ValueError(f"qp tensor must have shape ({n},) or (), got {tuple(qp.shape)}")
+        if qp.is_floating_point() and not torch.equal(qp, qp.round()):
+            raise ValueError("qp values must be integers")
+        qp = int(qp.item()) if qp.dim() == 0 else [int(v) for v in qp.tolist()]
     if isinstance(qp, (int, np.integer)) and not isinstance(qp, bool):
         qp = [int(qp)] * n
     if not isinstance(qp, (list, tuple)) or len(qp) != n:
@@ -142,16 +143,6 @@ def _start_codec(
     n, _, h, w = x_bar.shape
     yuv = ops.rgb_to_yuv(x_bar.detach(), chroma)
     staging = _buffers.acquire(x_bar.device, n, yuv.shape[1])
-    try:
-        staging.src.copy_(yuv, non_blocking=True)
-        ready = consumed = None
-        if x_bar.device.type == "cuda":
-            ready = torch.cuda.Event()
-            ready.record()
-            consumed, staging.consumed = staging.consumed, None
-    except BaseException:
-        _buffers.release(staging)
-        raise
 
     def run() -> Any:
         if ready is not None:
@@ -169,7 +160,20 @@ def _start_codec(
             staging.dst.numpy(),
         )
 
-    return _codec_thread.submit(run), staging
+    ready = consumed = None
+    try:
+        staging.src.copy_(yuv, non_blocking=True)
+        if x_bar.device.type == "cuda":
+            # On x_bar's stream, which the copy used: the current device may be another one.
+            ready = torch.cuda.Event()
+            ready.record(torch.cuda.current_stream(x_bar.device))
+            consumed, staging.consumed = staging.consumed, None
+        return _codec_thread.submit(run), staging
+    except BaseException:
+        if consumed is not None:
+            staging.consumed = consumed  # still owed by the next run that writes dst
+        _buffers.release(staging)
+        raise
 
 
 def _finish_codec(
@@ -182,7 +186,7 @@ def _finish_codec(
         x_hat = ops.yuv_to_rgb(yuv_back, h, w, chroma)
         if device.type == "cuda":
             staging.consumed = torch.cuda.Event()
-            staging.consumed.record()
+            staging.consumed.record(torch.cuda.current_stream(device))
     finally:
         _buffers.release(staging)
     return x_hat, nbits
@@ -206,13 +210,18 @@ class BPGProxyFn(torch.autograd.Function):
     ``proxy``: a module called as ``proxy(x_bar, qp_tensor)`` returning the reconstruction and
     the estimated bits per image. Returns ``x_hat`` (real BPG pixels, ``x_bar``'s dtype) and
     ``bits`` (N,) float32 (real file sizes); gradients flow back through the proxy.
+
+    With ``proxy_grad=True`` every backward through the op accumulates the proxy's
+    parameter gradients into their ``.grad``, ``torch.autograd.grad`` included. Keep the op
+    outside ``torch.utils.checkpoint`` regions: a recomputation runs real BPG again.
+    Only first-order gradients are supported (double backward raises).
     """
 
     @classmethod
     @torch.compiler.disable  # host-side codec work: compiled code calls it as is
     def apply(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the op (see the class docstring), noting whether grad mode is on."""
-        outer = getattr(_grad_at_apply, "enabled", None)
+        outer = getattr(_grad_at_apply, "enabled", True)
         _grad_at_apply.enabled = torch.is_grad_enabled()
         try:
             return super().apply(*args, **kwargs)
@@ -245,10 +254,12 @@ class BPGProxyFn(torch.autograd.Function):
         qps = _qp_list(qp, n)
 
         future, staging = _start_codec(x_bar, qps, chroma_i, level, threads)
-        # The proxy only serves the backward pass: without one (no_grad, inference) skip it.
+        # The proxy only serves the backward pass: without one (no_grad, inference, or only
+        # qp asking for a gradient) skip it.
+        run_proxy = ctx.needs_input_grad[0] and getattr(_grad_at_apply, "enabled", True) and n > 0
         ctx.x_in = None
         try:
-            if ctx.needs_input_grad[0] and getattr(_grad_at_apply, "enabled", True):
+            if run_proxy:
                 if x_bar.device.type == "cpu":
                     # A CPU proxy would compete with the codec pool for the same cores
                     # (measured: slower than one after the other), so let the pool finish.
@@ -259,7 +270,10 @@ class BPGProxyFn(torch.autograd.Function):
                 # backward differentiates it.
                 qp_t = torch.tensor(qps, dtype=torch.float32, device=x_bar.device)
                 x_in = x_bar.detach().to(proxy_dtype).requires_grad_(True)
-                with torch.enable_grad():
+                # Plain saved tensors, even inside torch.utils.checkpoint: unpacking its
+                # placeholders in backward() would recompute the whole region, codec too.
+                identity = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
+                with torch.enable_grad(), identity:
                     x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
                 if x_tilde.shape != x_bar.shape or rate.shape != (n,):
                     raise ValueError(
@@ -274,10 +288,16 @@ class BPGProxyFn(torch.autograd.Function):
             raise
 
         x_hat, nbits = _finish_codec(future, staging, x_bar.device, h, w, chroma_i)
+        if x_bar.dtype == torch.float64:
+            x_hat = (x_hat.to(torch.float64) * 255).round_() / 255  # exactly k / 255
+        x_hat = x_hat.to(x_bar.dtype)
         bits = torch.tensor(nbits, dtype=torch.float32, device=x_bar.device)
-        return x_hat.to(x_bar.dtype), bits
+        if not run_proxy:
+            ctx.mark_non_differentiable(x_hat, bits)
+        return x_hat, bits
 
     @staticmethod
+    @once_differentiable  # the proxy's graph hangs off a detached leaf: no second order
     def backward(ctx: Any, grad_x_hat: Tensor, grad_bits: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         if ctx.x_in is None:
             raise RuntimeError(
@@ -288,7 +308,7 @@ class BPGProxyFn(torch.autograd.Function):
         grads = [grad_x_hat.to(ctx.x_tilde.dtype), grad_bits.to(ctx.rate.dtype)]
         if ctx.proxy_grad:
             params = [p for p in ctx.proxy.parameters() if p.requires_grad]
-            # Accumulates into the proxy's .grad like any other backward would.
+            # Accumulates into the proxy's .grad, under torch.autograd.grad() too (documented).
             torch.autograd.backward(outputs, grads, inputs=[ctx.x_in, *params])
             grad_x = ctx.x_in.grad
         else:

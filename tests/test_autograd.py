@@ -439,3 +439,91 @@ def test_cuda_side_stream_and_steady_memory(proxy: Proxy) -> None:
         step()
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= before
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_images_on_a_gpu_that_is_not_the_current_one(proxy: Proxy) -> None:
+    """The copies run on x_bar's device: the codec must wait for them there, not on cuda:0."""
+    dev = torch.device("cuda", 1)
+    x = _images(n=4, h=64, w=64)
+    qps = torch.tensor([22, 30, 38, 46])
+    ref, ref_bits = npp_ext.bpg_proxy(x, qps, proxy)  # CPU values
+    p1 = Proxy(N=8, M=12).eval().to(dev)
+    torch.cuda.set_device(0)
+    for _ in range(3):
+        # a long queue of work on cuda:1 ahead of the op's copies
+        busy = torch.randn(2048, 2048, device=dev)
+        for _ in range(20):
+            busy = busy @ busy / 2048
+        x_bar = (x.to(dev) + busy.sum() * 0).requires_grad_(True)
+        x_hat, bits = npp_ext.bpg_proxy(x_bar, qps.to(dev), p1)
+        (x_hat.mean() + 1e-4 * bits.mean()).backward()
+        assert torch.equal(x_hat.detach().cpu(), ref) and torch.equal(bits.cpu(), ref_bits)
+
+
+def test_double_backward_is_refused(proxy: Proxy) -> None:
+    """A gradient penalty would otherwise be dropped without a word."""
+    x_bar = _images(n=2).requires_grad_(True)
+    x_hat, bits = npp_ext.BPGProxyFn.apply(x_bar, 30, proxy)
+    (g,) = torch.autograd.grad((x_hat**2).sum() + bits.sum(), x_bar, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        g.pow(2).sum().backward()
+
+
+def test_qp_needing_a_gradient_alone_gives_outputs_without_one(proxy: Proxy) -> None:
+    x = _images(n=2)
+    qp = torch.tensor([30.0, 40.0], requires_grad=True)
+    x_hat, bits = npp_ext.BPGProxyFn.apply(x, qp, proxy)
+    assert not x_hat.requires_grad and not bits.requires_grad
+
+
+def test_empty_batch_with_and_without_grad(proxy: Proxy) -> None:
+    x = torch.rand(0, 3, 16, 24)
+    with torch.no_grad():
+        x_hat, bits = npp_ext.bpg_proxy(x, 30, proxy)
+    assert x_hat.shape == x.shape and bits.shape == (0,)
+    x_bar = x.clone().requires_grad_(True)
+    x_hat, bits = npp_ext.bpg_proxy(x_bar, 30, proxy)
+    assert x_hat.shape == x.shape and bits.shape == (0,)
+    ((x_bar - x) ** 2).sum().backward()  # the rest of a loss still trains
+    assert x_bar.grad is not None and x_bar.grad.shape == x.shape
+
+
+def test_float64_images_come_back_as_exact_8_bit_levels(proxy: Proxy) -> None:
+    x = _images(n=2).double()
+    x_hat, _ = npp_ext.bpg_proxy(x, 30, proxy)
+    assert x_hat.dtype == torch.float64
+    k = x_hat * 255
+    assert torch.equal(k, k.round()), "float64 x_hat is not exactly k / 255"
+
+
+def test_checkpointed_step_runs_the_codec_once_more_not_twice(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint recomputes its region once (codec included); backward adds no more."""
+    from torch.utils.checkpoint import checkpoint
+
+    calls = []
+    real = autograd._bpg.roundtrip_yuv_batch
+    monkeypatch.setattr(
+        autograd._bpg, "roundtrip_yuv_batch", lambda *a: calls.append(1) or real(*a)
+    )
+    x = _images(n=2)
+    scale = torch.tensor(0.9, requires_grad=True)
+
+    def region(s: torch.Tensor) -> torch.Tensor:
+        x_hat, bits = npp_ext.bpg_proxy(x * s, 30, proxy)
+        return (x_hat**2).mean() + 1e-4 * bits.mean()
+
+    checkpoint(region, scale, use_reentrant=False).backward()
+    grad_ckpt = scale.grad.clone()
+    assert len(calls) == 2
+    scale.grad = None
+    region(scale).backward()
+    torch.testing.assert_close(scale.grad, grad_ckpt)
+
+
+@pytest.mark.parametrize("qp", [torch.tensor(29.5), torch.tensor([[30]])])
+def test_bad_qp_tensors_raise(proxy: Proxy, qp: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="qp"):
+        npp_ext.bpg_proxy(_images(n=1), qp, proxy)
