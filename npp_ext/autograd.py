@@ -17,6 +17,7 @@ outputs had BPG's values. The proxy's own parameters get gradients only with
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -102,6 +103,17 @@ _buffers = _HostBuffers()
 # Grad mode as the caller had it: inside forward() autograd has always switched it off.
 _grad_at_apply = threading.local()
 _codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bpg")
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a DataLoader worker, say) has none of the parent's threads, and the
+    # executor would wait forever for its worker; buffers may have been busy mid-call.
+    global _buffers, _codec_thread
+    _buffers = _HostBuffers()
+    _codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bpg")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:

@@ -5,6 +5,8 @@
 #include <exception>
 #include <memory>
 
+#include <pthread.h>
+
 namespace npp_ext
 {
 
@@ -86,19 +88,45 @@ void ThreadPool::parallel_for(size_t n, size_t parallel, const std::function<voi
         std::rethrow_exception(st->error);
 }
 
+namespace
+{
+
+// Every pool made so far. Never destroyed: a batch running on a smaller pool in
+// another thread keeps using it, and worker threads must not be joined at exit
+// while the interpreter tears down.
+struct Pools {
+    std::mutex mu;
+    std::vector<std::unique_ptr<ThreadPool>> all;
+};
+Pools *g_pools = nullptr;
+
+// A forked child (a DataLoader worker, say) has none of the parent's threads:
+// work queued on their pools would wait forever, and `mu` may have been held
+// by one of them. The child starts afresh and leaks the old pools (destroying
+// them would join threads that do not exist).
+void forget_pools_in_child() { g_pools = new Pools(); }
+
+Pools &pools()
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        g_pools = new Pools();
+        pthread_atfork(nullptr, nullptr, forget_pools_in_child);
+    });
+    return *g_pools;
+}
+
+} // namespace
+
 ThreadPool &global_pool(size_t min_threads)
 {
-    static std::mutex mu;
-    // Never destroyed: a batch running on a smaller pool in another thread
-    // keeps using it, and worker threads must not be joined at exit while
-    // the interpreter tears down.
-    static auto *pools = new std::vector<std::unique_ptr<ThreadPool>>();
-    std::lock_guard<std::mutex> lk(mu);
+    Pools &p = pools();
+    std::lock_guard<std::mutex> lk(p.mu);
     if (min_threads == 0)
         min_threads = std::max<size_t>(1, std::thread::hardware_concurrency());
-    if (pools->empty() || pools->back()->size() < min_threads)
-        pools->push_back(std::make_unique<ThreadPool>(min_threads));
-    return *pools->back();
+    if (p.all.empty() || p.all.back()->size() < min_threads)
+        p.all.push_back(std::make_unique<ThreadPool>(min_threads));
+    return *p.all.back();
 }
 
 } // namespace npp_ext

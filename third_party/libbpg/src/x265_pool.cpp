@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include <pthread.h>
 #include <unistd.h>
 
 namespace bpg
@@ -161,6 +162,9 @@ bool apply_extra(const x265_api *api, x265_param *p, const std::string &extra, s
 class Pool
 {
   public:
+    // after_fork: x265's globals still hold the parent's CTU size; reset them
+    // before the first encoder opens.
+    explicit Pool(bool after_fork = false) : cleanup_first_(after_fork) {}
     X265Lease acquire(const X265Key &key, std::string *err);
     void release(X265Encoder *e);
 
@@ -174,14 +178,26 @@ class Pool
     Config active_{0, 0};
     int open_count_ = 0;
     int waiting_other_ = 0;
+    bool cleanup_first_;
     std::list<X265Encoder *> idle_; // most recently used first
     static constexpr size_t kMaxIdle = 8;
 };
 
+Pool *g_pool = nullptr; // never destroyed: encoders may outlive static teardown
+
+// A forked child has none of the threads each open x265 encoder runs, and a
+// lock may have been held by a parent thread: it gets a pool of its own and
+// leaks the parent's encoders (closing one would wait for its thread).
+void forget_encoders_in_child() { g_pool = new Pool(true); }
+
 Pool &pool()
 {
-    static Pool *p = new Pool(); // never destroyed: encoders may outlive static teardown
-    return *p;
+    static std::once_flag once;
+    std::call_once(once, [] {
+        g_pool = new Pool();
+        pthread_atfork(nullptr, nullptr, forget_encoders_in_child);
+    });
+    return *g_pool;
 }
 
 X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
@@ -309,11 +325,12 @@ X265Lease Pool::acquire(const X265Key &key, std::string *err)
             if (active_ != cfg) {
                 // No encoder is open: reset x265's globals for the new sizes.
                 std::lock_guard<std::mutex> olk(open_mu_);
-                if (active_.ctu != 0) {
+                if (active_.ctu != 0 || cleanup_first_) {
                     const x265_api *api = x265_api_get(8);
                     if (api != nullptr)
                         api->cleanup();
                 }
+                cleanup_first_ = false;
                 active_ = cfg;
             }
             ++open_count_;

@@ -2,10 +2,14 @@
 // same image gives the same bytes when encoded twice, after other images
 // (other sizes, formats and CTU configurations of x265) on the same
 // bpg_encoder, on a fresh encoder, and with one encoder per thread on two
-// threads at once. Decoding is checked the same way.
+// threads at once, and in a child forked after all that. Decoding is checked
+// the same way.
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bpg/bpg.h"
 #include "test_util.h"
@@ -138,6 +142,29 @@ void test_decode_threads(const std::vector<Bytes> &files)
                    kJobs[n % kNumJobs].name().c_str());
 }
 
+// A child forked while the pool holds idle x265 encoders (each with a thread
+// the child does not have) must still encode, at every CTU configuration.
+void test_forked_child(const std::vector<Bytes> &reference)
+{
+    const pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        alarm(60); // a hang ends the child with SIGALRM
+        bpg_encoder *enc = bpg_encoder_new();
+        int bad = 0;
+        for (int i = 0; i < kNumJobs; ++i)
+            bad += run_job(enc, kJobs[i]) != reference[i];
+        bpg_encoder_free(enc);
+        _exit(bad == 0 ? 0 : 1);
+    }
+    if (pid < 0)
+        return;
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child: %s",
+           WIFSIGNALED(status) ? "hung or crashed" : "output differs");
+}
+
 } // namespace
 
 int main()
@@ -147,6 +174,7 @@ int main()
     if (static_cast<int>(reference.size()) == kNumJobs) {
         test_threads(reference);
         test_decode_threads(reference);
+        test_forked_child(reference);
     }
     return bt::finish("test_determinism");
 }
