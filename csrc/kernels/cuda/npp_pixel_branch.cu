@@ -10,6 +10,7 @@ constexpr int kThreads = 256;
 // The backward keeps 30 partial sums per thread; 128 threads keep its shared
 // reduction buffer (30 x 128 doubles) under the 48 KiB static limit.
 constexpr int kBwdThreads = 128;
+constexpr int kFinishThreads = 128; // one block per reduced output value
 constexpr int64_t kMaxGridY = 65535;
 
 template <typename T> struct Coeffs {
@@ -173,43 +174,54 @@ __global__ void __launch_bounds__(kBwdThreads)
 }
 
 // Adds the partial sums in a fixed order: s1/s2 per image, W/b over all
-// images. One thread per output value.
+// images. One block per output value: the W/b sums run over n * parts
+// partials (512 at 16x256x256), too many for one thread's serial loads.
 template <typename T>
-__global__ void pixel_branch_finish_kernel(const T *__restrict__ partial, PixelBranchGrads<T> g,
-                                           int64_t n, int parts)
+__global__ void __launch_bounds__(kFinishThreads)
+    pixel_branch_finish_kernel(const T *__restrict__ partial, PixelBranchGrads<T> g, int64_t n,
+                               int parts)
 {
-    const int64_t per_image = 6; // 3 of s1, 3 of s2
-    const int64_t global = 24;   // 9 + 3 of W1/b1, 9 + 3 of W2/b2
-    const int64_t count = global + per_image * n;
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-    for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < count;
-         t += stride) {
-        T acc = T(0);
-        if (t < global) {
+    __shared__ T red[kFinishThreads];
+    constexpr int64_t kPerImage = 6; // 3 of s1, 3 of s2
+    constexpr int64_t kGlobal = 24;  // 9 + 3 of W1/b1, 9 + 3 of W2/b2
+    const int64_t count = kGlobal + kPerImage * n;
+    for (int64_t t = blockIdx.x; t < count; t += gridDim.x) {
+        // The pb:: slot q, summed over partial rows [first, first + rows).
+        int q;
+        int64_t first = 0, rows = n * parts;
+        if (t < kGlobal) {
             // t -> pb:: index, skipping the s1 slots: 0..11 = W1, b1; 12..23 = W2, b2.
-            const int q = t < 12 ? static_cast<int>(t) : static_cast<int>(t) + 3;
-            for (int64_t img = 0; img < n; ++img)
-                for (int part = 0; part < parts; ++part)
-                    acc += partial[(img * parts + part) * pb::kCount + q];
-            if (q < pb::kB1)
-                g.w1[q - pb::kW1] = acc;
-            else if (q < pb::kS1)
-                g.b1[q - pb::kB1] = acc;
-            else if (q < pb::kB2)
-                g.w2[q - pb::kW2] = acc;
-            else
-                g.b2[q - pb::kB2] = acc;
+            q = t < 12 ? static_cast<int>(t) : static_cast<int>(t) + 3;
         } else {
-            const int64_t img = (t - global) / per_image;
-            const int k = static_cast<int>((t - global) % per_image);
-            const int q = k < 3 ? pb::kS1 + k : pb::kS2 + (k - 3);
-            for (int part = 0; part < parts; ++part)
-                acc += partial[(img * parts + part) * pb::kCount + q];
-            if (k < 3)
-                g.s1[img * 3 + k] = acc;
-            else
-                g.s2[img * 3 + (k - 3)] = acc;
+            const int64_t img = (t - kGlobal) / kPerImage;
+            const int k = static_cast<int>((t - kGlobal) % kPerImage);
+            q = k < 3 ? pb::kS1 + k : pb::kS2 + (k - 3);
+            first = img * parts;
+            rows = parts;
         }
+        T acc[1] = {T(0)};
+        for (int64_t j = threadIdx.x; j < rows; j += kFinishThreads)
+            acc[0] += partial[(first + j) * pb::kCount + q];
+        cuda::block_sum<kFinishThreads>(acc, red);
+        if (threadIdx.x == 0) {
+            const T sum = red[0];
+            if (t >= kGlobal) {
+                const int64_t img = (t - kGlobal) / kPerImage;
+                if (q < pb::kS2)
+                    g.s1[img * 3 + (q - pb::kS1)] = sum;
+                else
+                    g.s2[img * 3 + (q - pb::kS2)] = sum;
+            } else if (q < pb::kB1) {
+                g.w1[q - pb::kW1] = sum;
+            } else if (q < pb::kS1) {
+                g.b1[q - pb::kB1] = sum;
+            } else if (q < pb::kB2) {
+                g.w2[q - pb::kW2] = sum;
+            } else {
+                g.b2[q - pb::kB2] = sum;
+            }
+        }
+        __syncthreads(); // red is reused by the next value
     }
 }
 
@@ -272,8 +284,8 @@ Status backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *gra
     else if (n > 0)
         launch_backward<T, 1>(grad, x, p, grad_x, workspace, n, hw, parts, s);
     // Also with n == 0: the W/b gradients are then zeros.
-    pixel_branch_finish_kernel<T>
-        <<<cuda::grid_for(24 + 6 * n, 128), 128, 0, s>>>(workspace, g, n, parts);
+    const unsigned finish_blocks = static_cast<unsigned>(std::min<int64_t>(24 + 6 * n, 65535));
+    pixel_branch_finish_kernel<T><<<finish_blocks, kFinishThreads, 0, s>>>(workspace, g, n, parts);
     return cuda::launch_status();
 }
 
