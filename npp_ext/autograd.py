@@ -98,6 +98,11 @@ class _HostBuffers:
         """Number of buffer sets held (for tests)."""
         return len(self._cache)
 
+    def busy(self) -> int:
+        """Number of held buffer sets in use (for tests)."""
+        with self._lock:
+            return sum(s.busy for s in self._cache.values())
+
 
 _buffers = _HostBuffers()
 # Grad mode as the caller had it: inside forward() autograd has always switched it off.
