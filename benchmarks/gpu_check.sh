@@ -2,7 +2,7 @@
 # The whole GPU check of the torch integration in one run, for a lent GPU machine
 # (Ubuntu, torch + CUDA + nvcc + cmake + pybind11 + scikit-build-core installed, no
 # registry, no x265/libde265): unpack the Debian packages carried in .debs/, build the
-# package with CUDA, run the CUDA tests, then the kernel and proxy-step benchmarks.
+# package with CUDA, run the kernel and proxy-step benchmarks, then the CUDA tests.
 #
 # Prepare here (Debian):  mkdir -p .debs && (cd .debs && apt-get download \
 #     libx265-199 libx265-dev libde265-0 libde265-dev libnuma1)
@@ -25,13 +25,19 @@ python3 -m pip install -q --no-build-isolation --no-deps --target /tmp/npp_ext_s
 export PYTHONPATH=/tmp/npp_ext_site
 cd /tmp  # import the built package, not the source tree
 repo=$OLDPWD
-# One lease is short: a failing step is logged and the next still runs.
+# One lease is short: a failing step is logged and the next still runs, each under its own
+# time limit; the benchmarks (the owed numbers) go first, then the CUDA tests.
 status=0
-PYTHONUNBUFFERED=1 python3 -m pytest -q -rfE -p no:cacheprovider -o faulthandler_timeout=300 \
-    "$repo/tests/test_ops.py" "$repo/tests/test_autograd.py" "$repo/tests/test_models.py" \
-    2>&1 | tee "$out/tests.txt" | tail -25 || status=1
-PYTHONUNBUFFERED=1 python3 "$repo/benchmarks/kernels.py" --device cuda 2>&1 |
-    tee "$out/kernels.txt" || status=1
-PYTHONUNBUFFERED=1 python3 "$repo/benchmarks/proxy_step.py" --device cuda 2>&1 |
-    tee "$out/proxy_step.txt" || status=1
+step() {  # step NAME SECONDS COMMAND...: log to $out/NAME.txt, time and result to summary.txt
+    local name=$1 limit=$2 t0=$SECONDS rc=0
+    shift 2
+    PYTHONUNBUFFERED=1 timeout "$limit" "$@" >"$out/$name.txt" 2>&1 || rc=$?
+    tail -25 "$out/$name.txt"
+    echo "$name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$out/summary.txt"
+    [ "$rc" -eq 0 ] || status=1
+}
+step kernels 240 python3 "$repo/benchmarks/kernels.py" --device cuda
+step proxy_step 120 python3 "$repo/benchmarks/proxy_step.py" --device cuda
+step tests 420 python3 -m pytest -q -rfE -p no:cacheprovider -o faulthandler_timeout=300 \
+    "$repo/tests/test_ops.py" "$repo/tests/test_autograd.py" "$repo/tests/test_models.py"
 exit $status
