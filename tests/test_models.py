@@ -24,6 +24,7 @@ from npp_ext.models import (  # noqa: E402
     ProxyOutput,
     QALayer,
     QPGain,
+    estimate_bits,
     lower_bound,
     normalize_qp,
 )
@@ -591,3 +592,48 @@ def test_proxy_compiles_fullgraph() -> None:
         return ((out.x_hat - x) ** 2).mean() + 1e-3 * out.bits.mean()
 
     _compare_compiled(proxy, loss_fn, x, qp)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_proxy_rate_stays_finite_and_accurate_under_autocast(dtype: torch.dtype) -> None:
+    """The entropy models and GDN run in float32 whatever autocast is on.
+
+    In float16 a tail likelihood underflowed to 0 (the 1e-9 bound is 0 there too), which
+    made the rate infinite, and a sum of bits past 65504 overflowed.
+    """
+    torch.manual_seed(0)
+    proxy = Proxy(N=16, M=24).eval()
+    x = torch.rand(2, 3, 64, 96)
+    ref = proxy(x, 30).bits
+    x_in = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=dtype):
+        out = proxy(x_in, 30)
+    assert out.bits.dtype == torch.float32 and torch.isfinite(out.bits).all()
+    torch.testing.assert_close(out.bits, ref, rtol=0.02, atol=0)
+    (out.bits.sum() + out.x_hat.float().sum()).backward()
+    assert torch.isfinite(x_in.grad).all()
+
+
+def test_half_precision_likelihoods_keep_their_floor() -> None:
+    gc = GaussianConditional().eval()
+    y = torch.tensor([[[[0.0, 3.0, 5.0, 20.0]]]], dtype=torch.float16)
+    lik = gc.likelihood(y, torch.full_like(y, 0.2))
+    assert lik.dtype == torch.float32 and (lik >= 1e-9).all()
+    eb = EntropyBottleneck(1).eval()
+    z = torch.tensor([[[[0.0, 300.0, 3000.0]]]], dtype=torch.float16)
+    assert (eb.likelihood(z) >= 1e-9).all()
+    assert torch.isfinite(estimate_bits(lik)).all()
+
+
+def test_gdn_of_a_large_value_under_float16_autocast_is_finite() -> None:
+    """float16's x * x overflowed at 256, and 0 * inf made every channel of the pixel NaN."""
+    gdn, igdn = GDN(4), IGDN(4)
+    x = torch.zeros(1, 4, 2, 2)
+    x[0, 0] = 300.0
+    x[0, 1] = 0.5
+    for layer in (gdn, igdn):
+        want = layer(x)
+        with torch.autocast("cpu", dtype=torch.float16):
+            got = layer(x.half())
+        assert torch.isfinite(got[0, 1:]).all(), layer
+        torch.testing.assert_close(got[0, 1:].float(), want[0, 1:], rtol=1e-3, atol=1e-3)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import lower_bound, ste_round
+from .layers import at_least_32, full_precision, lower_bound, ste_round
 
 __all__ = ["EntropyBottleneck", "GaussianConditional", "estimate_bits"]
 
@@ -34,7 +34,8 @@ def estimate_bits(likelihoods: Tensor) -> Tensor:
     """Estimated code length per image: ``-sum log2(likelihood)`` over (C, H, W), shape (N,)."""
     if likelihoods.dim() < 2:
         raise ValueError(f"likelihoods must be batched (N, ...), got {tuple(likelihoods.shape)}")
-    return -torch.log2(likelihoods).flatten(1).sum(dim=1)
+    # float16 would overflow (65504 bits) on any real image
+    return -torch.log2(at_least_32(likelihoods)).flatten(1).sum(dim=1)
 
 
 def _check_latent(t: Tensor, channels: int, name: str) -> None:
@@ -129,15 +130,17 @@ class EntropyBottleneck(nn.Module):
         _check_latent(z_hat, self.channels, "z_hat")
         n, c, h, w = z_hat.shape
         dtype = self.quantiles.dtype
-        v = z_hat.to(dtype).transpose(0, 1).reshape(c, 1, -1)
-        lower = self._logits_cumulative(v - 0.5, stop_gradient=False)
-        upper = self._logits_cumulative(v + 0.5, stop_gradient=False)
-        # Evaluate in whichever tail keeps the sigmoids away from 1, where
-        # float32 would cancel the difference to 0.
-        sign = torch.where(lower + upper > 0, -1.0, 1.0).to(dtype).detach()
-        lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-        lik = lower_bound(lik, self.likelihood_bound)
-        return lik.reshape(c, n, h, w).transpose(0, 1).to(z_hat.dtype)
+        with full_precision(z_hat.device):  # autocast would run the matmuls in float16
+            v = z_hat.to(dtype).transpose(0, 1).reshape(c, 1, -1)
+            lower = self._logits_cumulative(v - 0.5, stop_gradient=False)
+            upper = self._logits_cumulative(v + 0.5, stop_gradient=False)
+            # Evaluate in whichever tail keeps the sigmoids away from 1, where
+            # float32 would cancel the difference to 0.
+            sign = torch.where(lower + upper > 0, -1.0, 1.0).to(dtype).detach()
+            lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+            lik = lower_bound(lik, self.likelihood_bound)
+        # Not back to float16: the likelihood bound would flush to 0 there.
+        return lik.reshape(c, n, h, w).transpose(0, 1).to(at_least_32(z_hat).dtype)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Quantize ``z`` (N, C, H, W) and return ``(z_hat, likelihoods)``."""
@@ -192,14 +195,18 @@ class GaussianConditional(nn.Module):
                 f"scales/means must match y_hat's shape {tuple(y_hat.shape)}, got "
                 f"{tuple(scales.shape)} / {None if means is None else tuple(means.shape)}"
             )
-        s = lower_bound(scales, self.scale_bound)
-        v = y_hat if means is None else y_hat - means
-        # Symmetric around 0: use the left tail, where Phi is small and precise.
-        v = torch.abs(v)
-        inv = 1.0 / (s * math.sqrt(2.0))
-        upper = 0.5 * torch.erfc((v - 0.5) * inv)
-        lower = 0.5 * torch.erfc((v + 0.5) * inv)
-        return lower_bound(upper - lower, self.likelihood_bound)
+        # At least float32 (autocast off): in float16 the tails underflow to a likelihood
+        # of 0, and the bound 1e-9 is 0 there too, so the rate would be infinite.
+        with full_precision(y_hat.device):
+            y_hat, scales = at_least_32(y_hat), at_least_32(scales)
+            s = lower_bound(scales, self.scale_bound)
+            v = y_hat if means is None else y_hat - at_least_32(means)
+            # Symmetric around 0: use the left tail, where Phi is small and precise.
+            v = torch.abs(v)
+            inv = 1.0 / (s * math.sqrt(2.0))
+            upper = 0.5 * torch.erfc((v - 0.5) * inv)
+            lower = 0.5 * torch.erfc((v + 0.5) * inv)
+            return lower_bound(upper - lower, self.likelihood_bound)
 
     def forward(
         self, y: Tensor, scales: Tensor, means: Tensor | None = None

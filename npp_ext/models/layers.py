@@ -9,8 +9,9 @@ helpers and a state-dict shape check.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,8 @@ __all__ = [
     "QPGain",
     "conv",
     "deconv",
+    "at_least_32",
+    "full_precision",
     "lower_bound",
     "normalize_qp",
     "pad_to_multiple",
@@ -151,6 +154,25 @@ def lower_bound(x: Tensor, bound: float | Tensor) -> Tensor:
 def ste_round(x: Tensor) -> Tensor:
     """Round to the nearest integer in the forward pass, identity gradient backward."""
     return x + (torch.round(x) - x).detach()
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Autocast off on ``device`` for code that needs float32 at least (see :func:`at_least_32`).
+
+    Likelihood tails underflow in float16 (one zero likelihood makes the rate infinite) and
+    GDN's ``x * x`` overflows; these parts run in float32 whatever autocast the caller set.
+    """
+    if device.type in ("cpu", "cuda"):
+        with torch.autocast(device.type, enabled=False):
+            yield
+    else:
+        yield
+
+
+def at_least_32(t: Tensor) -> Tensor:
+    """``t`` as float32 when it is a narrower float; float32/float64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 # --------------------------------------------------------------------------- QP conditioning
@@ -291,10 +313,15 @@ class GDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize (or, for IGDN, denormalize) an (N, C, H, W) feature map."""
-        beta = self.beta_reparam(self.beta)
-        gamma = self.gamma_reparam(self.gamma)
-        norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
-        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+        with full_precision(x.device):
+            # float16's x * x overflows at 256, and the zero off-diagonal gamma entries turn
+            # that inf into NaN on every channel of the pixel.
+            xf = at_least_32(x)
+            beta = self.beta_reparam(self.beta).to(xf.dtype)
+            gamma = self.gamma_reparam(self.gamma).to(xf.dtype)
+            norm = F.conv2d(xf * xf, gamma[:, :, None, None], beta)
+            out = xf * torch.sqrt(norm) if self.inverse else xf * torch.rsqrt(norm)
+        return out.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, inverse={self.inverse}"
