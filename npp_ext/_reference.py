@@ -135,16 +135,21 @@ def npp_pixel_branch(
     return F.relu(F.conv2d(h, w2.reshape(3, 3, 1, 1), b2) * s2[:, :, None, None])
 
 
-class _StraightThroughClamp(torch.autograd.Function):
+class _OneSidedStraightThroughClamp(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:
-        return (a + b).clamp(0, 1)
+        t = a + b
+        ctx.high, ctx.low = t >= 1, t <= 0
+        return t.clamp(0, 1)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
-        return grad, grad
+        # descent moves a + b by -grad: drop the steps that lead further out of [0, 1]
+        outward = (ctx.high & (grad < 0)) | (ctx.low & (grad > 0))
+        g = torch.where(outward, 0.0, grad)
+        return g, g
 
 
 def branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
-    """Reference of :func:`npp_ext.ops.branch_sum_clamp` (straight-through gradient)."""
-    return _StraightThroughClamp.apply(a, b)
+    """Reference of :func:`npp_ext.ops.branch_sum_clamp` (one-sided straight-through)."""
+    return _OneSidedStraightThroughClamp.apply(a, b)

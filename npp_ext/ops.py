@@ -11,7 +11,7 @@ its autograd formula and an autocast rule, so they work in eager mode, under
 - :func:`npp_pixel_branch`: the NPP pixel branch fused in one pass (and one
   pass backward).
 - :func:`branch_sum_clamp`: the NPP output, ``clamp(a + b, 0, 1)`` with a
-  straight-through gradient.
+  one-sided straight-through gradient.
 
 The native modules take raw data pointers: ``npp_ext._kernels`` (CPU) and
 ``npp_ext._kernels_cuda`` (CUDA, imported only when a CUDA tensor needs it), so
@@ -777,11 +777,15 @@ def _(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _branch_sum_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    pass
+    ctx.save_for_backward(output)
 
 
 def _branch_sum_grad(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
-    return grad, grad  # straight-through: the clamp's mask is deliberately not applied
+    # Straight through, except where descent would push a clamped value further out.
+    (y,) = ctx.saved_tensors
+    outward = ((y >= 1) & (grad < 0)) | ((y <= 0) & (grad > 0))
+    g = torch.where(outward, torch.zeros_like(grad), grad)
+    return g, g
 
 
 _branch_sum_clamp.register_autograd(_branch_sum_grad, setup_context=_branch_sum_setup)
@@ -793,7 +797,9 @@ class _BranchSumDirect(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
-        return _branch_sum_impl(a, b)
+        y = _branch_sum_impl(a, b)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
@@ -801,17 +807,21 @@ class _BranchSumDirect(torch.autograd.Function):
 
 
 def branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
-    """NPP output: ``clamp(a + b, 0, 1)`` with a straight-through gradient.
+    """NPP output: ``clamp(a + b, 0, 1)`` with a one-sided straight-through gradient.
 
     a and b (the pixel and U-Net branches) have the same shape, dtype
     (float32 or float64; float16/bfloat16 are computed in float32) and
     device. Non-contiguous inputs are copied to contiguous memory.
 
-    The gradient is ``grad_a = grad_b = grad_y``, not masked by the clamp. The
-    codec only ever sees values in [0, 1], but a hard clamp's zero gradient
-    would stop the task and rate gradients at every saturated pixel, so the
-    NPP could never learn to pull such pixels back into range. The distortion
-    term D_pre is computed on the clamped value, which is what the codec sees.
+    The gradient is ``grad_a = grad_b = grad_y``, except at a clamped pixel
+    where gradient descent would push ``a + b`` further out of range (above 1
+    with ``grad_y < 0``, below 0 with ``grad_y > 0``): there it is 0. The codec
+    only ever sees values in [0, 1], but a hard clamp's zero gradient would
+    stop the task and rate gradients at every saturated pixel, so the NPP could
+    never learn to pull such pixels back into range; a plain straight-through
+    gradient would keep pushing them further out, where nothing changes the
+    output, and drag the shared weights along. The distortion term D_pre is
+    computed on the clamped value, which is what the codec sees.
     """
     _check_tensor_args(("a", "b"), (a, b))
     a, b = _upcast_half(a).contiguous(), _upcast_half(b).contiguous()

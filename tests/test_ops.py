@@ -474,8 +474,14 @@ def test_branch_sum_clamp(dtype: torch.dtype) -> None:
     y, ga, gb = _grads(ops.branch_sum_clamp, [a, b], gy)
     assert torch.equal(y, (a + b).clamp(0, 1))
     assert ((a + b) < 0).any() and ((a + b) > 1).any()
-    # Straight-through: saturated pixels still pass the gradient.
-    assert torch.equal(ga, gy) and torch.equal(gb, gy)
+    # One-sided straight-through: a clamped pixel passes the gradient that brings it back
+    # into range and drops the one that pushes it further out.
+    t = a + b
+    outward = ((t > 1) & (gy < 0)) | ((t < 0) & (gy > 0))
+    back = ((t > 1) & (gy > 0)) | ((t < 0) & (gy < 0))
+    assert outward.any() and back.any()
+    assert torch.equal(ga[outward], torch.zeros_like(ga[outward]))
+    assert torch.equal(ga[~outward], gy[~outward]) and torch.equal(gb, ga)
     want = _grads(ref.branch_sum_clamp, [a, b], gy)
     for p, q in zip((y, ga, gb), want, strict=True):
         assert torch.equal(p, q)

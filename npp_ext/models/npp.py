@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import ops
+from .. import _reference, ops
 from .layers import QALayer, normalize_qp, pad_to_multiple, validate_image, validate_state_dict
 
 __all__ = ["NPP"]
@@ -170,9 +170,7 @@ class NPP(nn.Module):
         if fused:
             out = ops.branch_sum_clamp(pixel, unet)
         else:
-            total = pixel + unet
-            # Straight-through clamp, matching ops.branch_sum_clamp.
-            out = total + (total.clamp(0.0, 1.0) - total).detach()
+            out = _reference.branch_sum_clamp(pixel, unet)
         return out[:, :, :h, :w]
 
     # ------------------------------------------------------------------ public
