@@ -77,7 +77,13 @@ class Proxy(nn.Module):
 
     Inputs of any size are replicate-padded on the bottom/right to a multiple
     of 64 and ``x_hat`` is cropped back; ``bits`` count every latent of the
-    padded image (padding costs a few bits, as BPG's padding does).
+    padded image (padding costs a few bits, as BPG's padding does). The rate
+    gradient of the padding flows into the last rows and columns it copies:
+    train on crops whose sides are multiples of 64 to avoid that.
+
+    Sizes: the defaults (N=128, M=192, no context) are the small mean-scale
+    model; the authors' proxy used N = M = 192 with the context model, one per
+    lambda. One QP-conditioned model serves all QPs here (see above).
     """
 
     def __init__(self, N: int = 128, M: int = 192, context: bool = False, gain_hidden: int = 64):
