@@ -199,3 +199,74 @@ def test_gil_is_released_in_batch_calls(photos):
     )
     files = bpg.encode_batch(images, 10, level=1)
     _assert_gil_released(lambda: bpg.decode_batch(files * 8, threads=1), "decode_batch")
+
+
+def test_a_bytearray_cannot_be_resized_while_a_batch_decodes_it(photos):
+    """The native code reads the bytes without the GIL: it holds the buffer export meanwhile."""
+    data = bytearray(bpg.encode(np.ascontiguousarray(photos["astronaut"]), 22))
+    box: dict[str, object] = {}
+    worker = threading.Thread(
+        target=lambda: box.update(out=bpg.decode_batch([data] * 24, threads=1))
+    )
+    worker.start()
+    time.sleep(0.05)
+    assert worker.is_alive(), "the batch ended before the resize was tried: make it longer"
+    with pytest.raises(BufferError):
+        data.extend(b"\0")
+    worker.join()
+    assert len(box["out"]) == 24
+    data.extend(b"\0")  # free again once the call has returned
+
+
+def _run_child(code: str, timeout: float) -> tuple[str, float]:
+    """Run ``code`` in a fresh interpreter; (its stdout, seconds it took)."""
+    import subprocess
+    import sys
+
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+    return p.stdout + p.stderr, time.monotonic() - t0
+
+
+def test_ctrl_c_stops_a_long_batch():
+    """Python checks for signals while a batch runs: Ctrl-C does not wait for the last image."""
+    code = """
+import os, signal, threading, time
+import numpy as np
+from npp_ext import bpg
+imgs = np.random.default_rng(0).integers(0, 256, (40, 512, 512, 3), np.uint8)
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+t0 = time.monotonic()
+try:
+    bpg.roundtrip_batch(imgs, 22, level=8, threads=2)
+    print("finished after %.1f s" % (time.monotonic() - t0))
+except KeyboardInterrupt:
+    print("interrupted after %.1f s" % (time.monotonic() - t0))
+"""
+    out, _ = _run_child(code, timeout=120)
+    assert "interrupted after" in out, out
+    assert float(out.split("interrupted after")[1].split()[0]) < 3.0, out
+
+
+def test_running_out_of_threads_is_not_a_hang():
+    """Past the system's thread limit the pool runs with the workers it could start.
+
+    (One image: x265 itself may hang when it cannot start its own threads.)
+    """
+    code = """
+import resource
+import numpy as np
+from npp_ext import bpg
+img = np.zeros((16, 16, 3), np.uint8)
+bpg.encode_batch([img], 30, threads=1)
+with open("/proc/self/status") as f:
+    vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+# 1 GiB more address space: far fewer than 1024 thread stacks of 8 MiB fit
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
+files = bpg.encode_batch([img], 30, threads=1024)
+print("ok", len(files))
+"""
+    out, _ = _run_child(code, timeout=90)
+    assert "ok 1" in out, out

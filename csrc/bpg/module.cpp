@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -67,18 +68,45 @@ bpg_encode_options make_options(int qp, int chroma, int level, const std::string
     return o;
 }
 
-// A read-only view of a bytes-like object (kept alive by the caller).
+// A read-only view of a bytes-like object. It holds the buffer export, so
+// that another thread cannot resize a bytearray while the codec reads it
+// without the GIL (the resize raises BufferError). Destroy with the GIL held.
 struct Bytes {
-    const uint8_t *data;
-    size_t size;
+    py::buffer_info info;
+    const uint8_t *data = nullptr;
+    size_t size = 0;
 };
 
 Bytes view_bytes(const py::handle &obj)
 {
-    py::buffer_info info = py::reinterpret_borrow<py::buffer>(obj).request();
-    if (info.itemsize != 1 || info.ndim != 1 || (info.ndim == 1 && info.strides[0] != 1))
+    Bytes b;
+    b.info = py::reinterpret_borrow<py::buffer>(obj).request();
+    const py::buffer_info &i = b.info;
+    if (i.itemsize != 1 || i.ndim != 1 || (i.ndim == 1 && i.strides[0] != 1))
         throw py::type_error("expected a contiguous bytes-like object");
-    return {static_cast<const uint8_t *>(info.ptr), static_cast<size_t>(info.size)};
+    b.data = static_cast<const uint8_t *>(i.ptr);
+    b.size = static_cast<size_t>(i.size);
+    return b;
+}
+
+// parallel_for's `interrupted`: lets Ctrl-C stop a long batch. Called without
+// the GIL; takes it to run Python's signal handlers (main thread only).
+bool python_signal_pending()
+{
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+}
+
+// Runs fn over [0, n) on the pool without the GIL; a Ctrl-C (or another
+// signal handler's exception) stops it and is raised here.
+void run_batch(size_t n, size_t threads, const std::function<void(size_t)> &fn)
+{
+    try {
+        py::gil_scoped_release nogil;
+        global_pool(threads).parallel_for(n, threads, fn, python_signal_pending);
+    } catch (const Interrupted &) {
+        throw py::error_already_set(); // the exception the signal handler set
+    }
 }
 
 struct RgbView {
@@ -320,30 +348,27 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
 
     std::vector<std::vector<uint8_t>> files(n);
     std::vector<Failure> fails(n);
-    {
-        py::gil_scoped_release nogil;
-        global_pool(threads).parallel_for(n, threads, [&](size_t i) {
-            const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
-            const RgbView &v = views[i];
-            const uint8_t *bits = nullptr;
-            size_t size = 0;
-            bpg_status s = bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o,
-                                          &bits, &size);
-            if (s != BPG_OK) {
-                fails[i] = encoder_failure(s);
-                return;
-            }
-            files[i].assign(bits, bits + size);
-            if (!decode)
-                return;
-            bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
-            s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i],
-                               3 * size_t(v.width) * v.height, 3 * static_cast<ptrdiff_t>(v.width),
-                               nullptr);
-            if (s != BPG_OK)
-                fails[i] = decoder_failure(s);
-        });
-    }
+    run_batch(n, threads, [&](size_t i) {
+        const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
+        const RgbView &v = views[i];
+        const uint8_t *bits = nullptr;
+        size_t size = 0;
+        bpg_status s =
+            bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o, &bits, &size);
+        if (s != BPG_OK) {
+            fails[i] = encoder_failure(s);
+            return;
+        }
+        files[i].assign(bits, bits + size);
+        if (!decode)
+            return;
+        bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
+        s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i],
+                           3 * size_t(v.width) * v.height, 3 * static_cast<ptrdiff_t>(v.width),
+                           nullptr);
+        if (s != BPG_OK)
+            fails[i] = decoder_failure(s);
+    });
     raise_first(fails);
     py::list py_files;
     py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
@@ -377,18 +402,14 @@ py::list decode_batch(const std::vector<py::object> &datas, size_t threads, bool
         dst.push_back(outs.back().mutable_data());
     }
     std::vector<Failure> fails(n);
-    {
-        py::gil_scoped_release nogil;
-        global_pool(threads).parallel_for(n, threads, [&](size_t i) {
-            bpg_decoder_set_verify(thread_decoder(), verify ? 1 : 0);
-            const bpg_status s =
-                bpg_decode_rgb(thread_decoder(), views[i].data, views[i].size, dst[i],
-                               static_cast<size_t>(outs[i].size()),
-                               3 * static_cast<ptrdiff_t>(outs[i].shape(1)), nullptr);
-            if (s != BPG_OK)
-                fails[i] = decoder_failure(s);
-        });
-    }
+    run_batch(n, threads, [&](size_t i) {
+        bpg_decoder_set_verify(thread_decoder(), verify ? 1 : 0);
+        const bpg_status s = bpg_decode_rgb(thread_decoder(), views[i].data, views[i].size, dst[i],
+                                            static_cast<size_t>(outs[i].size()),
+                                            3 * static_cast<ptrdiff_t>(outs[i].shape(1)), nullptr);
+        if (s != BPG_OK)
+            fails[i] = decoder_failure(s);
+    });
     raise_first(fails);
     return py::cast(outs);
 }
@@ -415,26 +436,23 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
     uint8_t *dst = out.mutable_data();
     std::vector<std::vector<uint8_t>> files(n);
     std::vector<Failure> fails(n);
-    {
-        py::gil_scoped_release nogil;
-        global_pool(threads).parallel_for(n, threads, [&](size_t i) {
-            const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
-            const uint8_t *bits = nullptr;
-            size_t size = 0;
-            bpg_status s = bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width,
-                                          height, &o, &bits, &size);
-            if (s != BPG_OK) {
-                fails[i] = encoder_failure(s);
-                return;
-            }
-            files[i].assign(bits, bits + size);
-            bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
-            s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total,
-                               nullptr);
-            if (s != BPG_OK)
-                fails[i] = decoder_failure(s);
-        });
-    }
+    run_batch(n, threads, [&](size_t i) {
+        const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
+        const uint8_t *bits = nullptr;
+        size_t size = 0;
+        bpg_status s = bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width, height,
+                                      &o, &bits, &size);
+        if (s != BPG_OK) {
+            fails[i] = encoder_failure(s);
+            return;
+        }
+        files[i].assign(bits, bits + size);
+        bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
+        s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total,
+                           nullptr);
+        if (s != BPG_OK)
+            fails[i] = decoder_failure(s);
+    });
     raise_first(fails);
     py::list py_files;
     py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));

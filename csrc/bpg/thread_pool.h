@@ -1,6 +1,6 @@
-// A fixed set of worker threads that run batch jobs. Each worker keeps its
-// own codec contexts (see worker_contexts.h) for the life of the process, so
-// a batch never pays the encoder/decoder set-up per image.
+// A set of worker threads that run batch jobs. Each worker keeps its own
+// codec contexts (see contexts.h) for the life of the process, so a batch
+// never pays the encoder/decoder set-up per image.
 #pragma once
 
 #include <condition_variable>
@@ -8,25 +8,38 @@
 #include <functional>
 #include <mutex>
 #include <queue>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 namespace npp_ext
 {
 
+// Thrown by parallel_for when its `interrupted` callback said so.
+struct Interrupted : std::runtime_error {
+    Interrupted() : std::runtime_error("interrupted") {}
+};
+
 class ThreadPool
 {
   public:
+    // Throws std::system_error if not even one thread can be started.
     explicit ThreadPool(size_t threads);
     ~ThreadPool();
     ThreadPool(const ThreadPool &) = delete;
     ThreadPool &operator=(const ThreadPool &) = delete;
 
-    size_t size() const { return workers_.size(); }
-    // Run fn(i) for i in [0, n) on at most `parallel` workers (the calling
-    // thread waits); returns when all are done and rethrows the first
-    // exception fn threw.
-    void parallel_for(size_t n, size_t parallel, const std::function<void(size_t)> &fn);
+    size_t size();
+    // Adds workers up to `threads`; stops quietly at the system's thread
+    // limit once there is at least one (the pool runs with what it has).
+    void grow(size_t threads);
+    // Run fn(i) for i in [0, n) on at most `parallel` workers (0: one per
+    // core); the calling thread waits and rethrows the first exception fn
+    // threw. While waiting it calls `interrupted` every 100 ms, if given:
+    // once that returns true no new index starts, and after the running ones
+    // finish parallel_for throws Interrupted.
+    void parallel_for(size_t n, size_t parallel, const std::function<void(size_t)> &fn,
+                      const std::function<bool()> &interrupted = nullptr);
 
   private:
     void loop();
@@ -37,7 +50,8 @@ class ThreadPool
     bool stop_ = false;
 };
 
-// The process-wide pool, grown on demand to at least `min_threads` workers.
+// The process-wide pool, grown on demand to at least `min_threads` workers
+// (0: one per core).
 ThreadPool &global_pool(size_t min_threads);
 
 } // namespace npp_ext
