@@ -162,10 +162,29 @@ def _check_size(h: int, w: int) -> None:
         )
 
 
+def _pil_rgb(image: Any) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of a PIL image.
+
+    16-bit grey (modes ``I;16*``, e.g. a 16-bit PNG) is scaled to 8 bits: Pillow's own
+    conversion to RGB clips it, which turns almost every pixel white.
+    """
+    mode = image.mode
+    if mode.startswith("I;16"):
+        wide = np.asarray(image).astype(np.uint32)
+        grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("I", "F"):
+        raise TypeError(
+            f"PIL mode {mode!r} has no fixed value range: convert the image to 8 bits "
+            "(for example to 'L' or 'RGB') first"
+        )
+    return np.asarray(image.convert("RGB"))
+
+
 def _to_rgb_u8(image: Any) -> tuple[np.ndarray, str]:
     """(H, W, 3) C-contiguous uint8 view or copy of image, and its kind for the output."""
     if _is_pil(image):
-        arr = np.asarray(image.convert("RGB"))
+        arr = _pil_rgb(image)
         kind = "pil"
     elif _is_torch(image):
         import torch

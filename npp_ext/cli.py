@@ -54,8 +54,10 @@ def demo(qps: Sequence[int], level: int, threads: int | None, chroma: str) -> in
 def _read_image(path: str) -> np.ndarray:
     from PIL import Image
 
+    from .bpg import _pil_rgb
+
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return _pil_rgb(im)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,14 +30,31 @@ class BpgImageFile(ImageFile.ImageFile):
         data = self.fp.read()
         if not _accept(data):
             raise SyntaxError("not a BPG file")
-        info = bpg.read_info(data)
+        # SyntaxError is Pillow's "cannot identify": Image.open raises an OSError, which
+        # is what image loaders catch.
+        try:
+            info = bpg.read_info(data)
+        except bpg.BPGError as e:
+            raise SyntaxError(f"broken BPG header: {e}") from e
         if not info.supported:
-            raise bpg.BPGError("this BPG file uses a feature npp_ext cannot decode")
+            raise SyntaxError("this BPG file uses a feature npp_ext cannot decode")
+        self._start = start
         self._mode = "RGB"
         self._size = (info.width, info.height)
         tile = getattr(ImageFile, "_Tile", None)
         args = ("bpg", (0, 0) + self.size, start, None)
         self.tile = [tile(*args) if tile else args]
+
+    def verify(self) -> None:
+        """Decode the file with truncation checks; raise SyntaxError if it is damaged."""
+        from . import bpg
+
+        self.fp.seek(self._start)
+        try:
+            bpg.decode(self.fp.read(), verify=True)
+        except bpg.BPGError as e:
+            raise SyntaxError(f"broken BPG file: {e}") from e
+        super().verify()
 
 
 class _BpgDecoder(ImageFile.PyDecoder):
@@ -57,7 +74,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
     opts = im.encoderinfo
     data = bpg.encode(
-        im.convert("RGB"),
+        im,  # bpg converts it (16-bit grey scaled, not clipped)
         opts.get("qp", 29),
         chroma=opts.get("chroma", "420"),
         level=opts.get("level", 8),

@@ -6,10 +6,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 import npp_ext  # noqa: F401  (registers the plugin)
 from npp_ext import bpg
+from npp_ext.cli import main
 
 
 def test_plugin_is_registered():
@@ -106,7 +107,7 @@ def test_save_to_bytes_io_with_format(photo_crop):
         np.testing.assert_array_equal(np.asarray(im), bpg.decode(buf.getvalue()))
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "1", "CMYK", "I;16", "F"])
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "1", "CMYK"])
 def test_save_any_mode_as_rgb(photo_crop, mode):
     img = Image.fromarray(photo_crop(16, 24, index=7)).convert(mode)
     buf = io.BytesIO()
@@ -115,6 +116,30 @@ def test_save_any_mode_as_rgb(photo_crop, mode):
     buf.seek(0)
     with Image.open(buf) as im:
         assert im.mode == "RGB" and im.size == (24, 16)
+
+
+def test_16_bit_grey_is_scaled_to_8_bits_not_clipped(tmp_path):
+    """A 16-bit grey PNG opens as I;16 with values up to 65535; Pillow's RGB clips them."""
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    want = np.round(ramp / 257).astype(np.uint8)
+    with Image.open(tmp_path / "grey16.png") as im:
+        assert im.mode.startswith("I;16")
+        im.save(tmp_path / "grey16.bpg", qp=10)
+        direct = bpg.decode(bpg.encode(im, 10))
+    for out in (direct, bpg.read(tmp_path / "grey16.bpg")):
+        assert np.abs(out.astype(int) - want[:, :, None]).max() <= 4
+    assert main(["encode", str(tmp_path / "grey16.png"), str(tmp_path / "cli.bpg")]) == 0
+    assert np.abs(bpg.read(tmp_path / "cli.bpg").astype(int) - want[:, :, None]).max() <= 8
+
+
+@pytest.mark.parametrize("mode", ["I", "F"])
+def test_modes_without_a_fixed_range_are_refused(mode):
+    img = Image.fromarray(np.zeros((8, 8), np.uint8)).convert(mode)
+    with pytest.raises(TypeError, match="no fixed value range"):
+        bpg.encode(img, 30)
+    with pytest.raises(TypeError, match="no fixed value range"):
+        img.save(io.BytesIO(), format="BPG")
 
 
 def test_save_round_trips_through_pillow(tmp_path, photos, psnr):
@@ -180,3 +205,20 @@ def test_vector_opens_with_pillow(testvectors_dir, load_png):
         np.testing.assert_array_equal(
             np.asarray(im), load_png(testvectors_dir / "chelsea_odd_101x77_q30_420.dec.png")
         )
+
+
+def test_a_broken_header_is_pillows_cannot_identify(photo_crop):
+    """Loaders catch OSError: Image.open must not leak a ValueError for a damaged header."""
+    data = bpg.encode(photo_crop(16, 24), 30)
+    broken = data[:6] + b"\xff" * 8  # the magic, then sizes that never end
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(broken))
+
+
+def test_verify_refuses_a_cut_file(testvectors_dir):
+    data = (testvectors_dir / "chelsea_odd_101x77_q30_420.bpg").read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        im.verify()  # intact: no error
+    with Image.open(io.BytesIO(data[:393])) as im:  # cut inside the slice data
+        with pytest.raises(SyntaxError, match="truncated"):
+            im.verify()
