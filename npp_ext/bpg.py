@@ -90,12 +90,15 @@ class RoundTrip(NamedTuple):
 def _chroma_code(chroma: str | int) -> int:
     if isinstance(chroma, str) and chroma in _CHROMA_CODES:
         return _CHROMA_CODES[chroma]
-    if isinstance(chroma, int) and not isinstance(chroma, bool) and chroma in _CHROMA_NAMES:
-        return chroma
+    if isinstance(chroma, (int, np.integer)) and not isinstance(chroma, bool):
+        if int(chroma) in _CHROMA_NAMES:
+            return int(chroma)
     raise ValueError(f"chroma must be one of '420', '444', '422', 'gray', got {chroma!r}")
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if getattr(value, "ndim", None) == 0 and not isinstance(value, np.generic):
+        value = value.item()  # a 0-d numpy array or torch tensor
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int in {lo}..{hi}, got {type(value).__name__}")
     if not lo <= int(value) <= hi:
@@ -111,6 +114,13 @@ def _check_level(level: Any) -> int:
     return _check_int("level", level, 1, 9)
 
 
+def _check_verify(verify: Any) -> bool:
+    # bool("no") is True: only real booleans, so that a typo is not a silent "yes"
+    if not isinstance(verify, (bool, np.bool_)):
+        raise TypeError(f"verify must be True or False, got {type(verify).__name__}")
+    return bool(verify)
+
+
 def _check_threads(threads: int | None) -> int:
     if threads is None:
         return 0
@@ -119,6 +129,8 @@ def _check_threads(threads: int | None) -> int:
 
 def _qps_for(qp: Any, n: int) -> list[int]:
     """One QP per image from an int or a length-n sequence/array/tensor."""
+    if getattr(qp, "ndim", None) == 0:  # a 0-d numpy array or torch tensor: one QP for all
+        qp = qp.item()
     if isinstance(qp, (int, np.integer)) and not isinstance(qp, bool):
         return [_check_qp(qp)] * n
     if hasattr(qp, "tolist"):  # numpy array or torch tensor
@@ -294,7 +306,7 @@ def decode(data: Any, *, output: str = "numpy", verify: bool = True) -> Any:
     otherwise tell; turn it off for trusted data to halve the decoding time.
     """
     kind = _output_kind(output)
-    return _from_rgb_u8(_bpg.decode_rgb(_as_bytes(data), bool(verify)), kind)
+    return _from_rgb_u8(_bpg.decode_rgb(_as_bytes(data), _check_verify(verify)), kind)
 
 
 def roundtrip(
@@ -339,7 +351,12 @@ def _batch_to_list(images: Any) -> tuple[list[np.ndarray], str, bool]:
         items = [_to_rgb_u8(im) for im in images]
         return [a for a, _ in items], (items[0][1] if items else "torch_u8"), True
     if isinstance(images, (list, tuple)):
-        items = [_to_rgb_u8(im) for im in images]
+        items = []
+        for i, im in enumerate(images):
+            try:
+                items.append(_to_rgb_u8(im))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"image {i}: {e}") from e
         kinds = {k for _, k in items}
         if len(kinds) > 1:
             raise TypeError(f"all images of a batch must be of one type, got {sorted(kinds)}")
@@ -393,7 +410,7 @@ def decode_batch(
         raise TypeError("datas must be a list of bytes-like objects")
     kind = _output_kind(output)
     decoded = _bpg.decode_batch(
-        [_as_bytes(d) for d in datas], _check_threads(threads), bool(verify)
+        [_as_bytes(d) for d in datas], _check_threads(threads), _check_verify(verify)
     )
     return [_from_rgb_u8(a, kind) for a in decoded]
 
@@ -447,9 +464,13 @@ def yuv_layout(width: int, height: int, chroma: str = "420") -> dict[str, int]:
 
 def _check_yuv(yuv: Any, width: int, height: int, chroma: str) -> np.ndarray:
     if _is_torch(yuv):
+        import torch
+
         if yuv.device.type != "cpu":
             raise ValueError("yuv must be a CPU tensor")
-        yuv = yuv.contiguous().numpy()
+        if yuv.dtype != torch.uint8:
+            raise TypeError(f"yuv must be a uint8 numpy array or CPU tensor, got {yuv.dtype}")
+        yuv = yuv.detach().contiguous().numpy()
     if not isinstance(yuv, np.ndarray) or yuv.dtype != np.uint8:
         raise TypeError("yuv must be a uint8 numpy array or CPU tensor")
     total = yuv_layout(width, height, chroma)["total"]
@@ -489,7 +510,7 @@ def decode_yuv(data: Any, *, verify: bool = True) -> tuple[np.ndarray, BPGInfo]:
 
     ``verify``: see :func:`decode`.
     """
-    yuv, info = _bpg.decode_yuv(_as_bytes(data), bool(verify))
+    yuv, info = _bpg.decode_yuv(_as_bytes(data), _check_verify(verify))
     return yuv, _info_from_dict(dict(info, supported=True))
 
 

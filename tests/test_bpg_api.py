@@ -684,3 +684,30 @@ def test_module_constants():
     assert issubclass(bpg.BPGError, ValueError)
     for name in bpg.__all__:
         assert hasattr(bpg, name), name
+
+
+def test_small_argument_forms(photo_crop):
+    """0-d arrays and tensors as QPs, numpy ints as chroma, a real bool for verify."""
+    torch = pytest.importorskip("torch")
+    img = photo_crop(16, 24)
+    want = bpg.encode(img, 30, chroma="444")
+    assert bpg.encode(img, np.array(30), chroma=np.int64(3)) == want
+    assert bpg.encode(img, torch.tensor(30), chroma="444") == want
+    assert bpg.encode_batch([img, img], np.array(30), chroma="444") == [want, want]
+    with pytest.raises(TypeError, match="verify must be True or False"):
+        bpg.decode(want, verify="no")
+    with pytest.raises(TypeError, match="verify must be True or False"):
+        bpg.decode_batch([want], verify=0)
+
+
+def test_encode_yuv_refuses_a_float_tensor_with_a_type_error():
+    torch = pytest.importorskip("torch")
+    yuv = torch.zeros(bpg.yuv_layout(8, 8, "420")["total"], requires_grad=True)
+    with pytest.raises(TypeError, match="uint8"):
+        bpg.encode_yuv(yuv, 8, 8)
+
+
+def test_a_bad_image_in_a_list_batch_is_named(photo_crop):
+    good = photo_crop(8, 8)
+    with pytest.raises(ValueError, match="image 1: image must be at least 1x1"):
+        bpg.encode_batch([good, good[:, :0]], 30)
