@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -224,8 +225,14 @@ def _run_child(code: str, timeout: float) -> tuple[str, float]:
     import sys
 
     t0 = time.monotonic()
+    # Not from the repository root, whose npp_ext (no compiled modules in a clean checkout)
+    # would shadow the installed package.
     p = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
     )
     return p.stdout + p.stderr, time.monotonic() - t0
 
