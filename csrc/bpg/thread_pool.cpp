@@ -122,10 +122,10 @@ void ThreadPool::parallel_for(size_t n, size_t parallel, const std::function<voi
             lk.lock();
         }
     }
+    if (st->cancel) // first: the caller has an exception pending for it
+        throw Interrupted();
     if (st->error)
         std::rethrow_exception(st->error);
-    if (st->cancel)
-        throw Interrupted();
 }
 
 namespace
