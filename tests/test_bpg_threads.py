@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import os
 import tempfile
 import threading
 import time
@@ -224,15 +225,22 @@ def _run_child(code: str, timeout: float) -> tuple[str, float]:
     import subprocess
     import sys
 
-    t0 = time.monotonic()
     # Not from the repository root, whose npp_ext (no compiled modules in a clean checkout)
-    # would shadow the installed package.
+    # would shadow the installed package; a relative PYTHONPATH (a source-tree build) is
+    # made absolute for the new directory.
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(d) for d in env["PYTHONPATH"].split(os.pathsep)
+        )
+    t0 = time.monotonic()
     p = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=tempfile.gettempdir(),
+        env=env,
     )
     return p.stdout + p.stderr, time.monotonic() - t0
 
