@@ -203,10 +203,15 @@ class GaussianConditional(nn.Module):
             v = y_hat if means is None else y_hat - at_least_32(means)
             # Symmetric around 0: use the left tail, where Phi is small and precise.
             v = torch.abs(v)
-            inv = 1.0 / (s * math.sqrt(2.0))
-            upper = 0.5 * torch.erfc((v - 0.5) * inv)
-            lower = 0.5 * torch.erfc((v + 0.5) * inv)
-            return lower_bound(upper - lower, self.likelihood_bound)
+            # Phi((0.5 - v) / s) - Phi((-0.5 - v) / s) in log space: in linear space the
+            # difference and its gradient underflow to 0 a dozen scales out, so elements
+            # far from their mean cost a flat 30 bits and gave the rate no gradient at all.
+            upper = torch.special.log_ndtr((0.5 - v) / s)
+            lower = torch.special.log_ndtr((-0.5 - v) / s)
+            # (lower < upper; the clamp only keeps log() finite for absurdly wide scales)
+            log_p = upper + torch.log(-torch.expm1(torch.clamp(lower - upper, max=-1e-30)))
+            # The bound on the log, with lower_bound's gradient: no underflow in exp().
+            return torch.exp(lower_bound(log_p, math.log(self.likelihood_bound)))
 
     def forward(
         self, y: Tensor, scales: Tensor, means: Tensor | None = None
