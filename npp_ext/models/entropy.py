@@ -38,6 +38,19 @@ def estimate_bits(likelihoods: Tensor) -> Tensor:
     return -torch.log2(at_least_32(likelihoods)).flatten(1).sum(dim=1)
 
 
+def _bin_mass(log_hi: Tensor, log_lo: Tensor, bound: float) -> Tensor:
+    """``exp(log_hi) - exp(log_lo)`` (two log CDFs, ``log_lo < log_hi``), floored at ``bound``.
+
+    Worked out in log space: in linear space the difference and its gradient underflow
+    to 0 in the tails, so far-off elements cost a flat ``-log2(bound)`` bits and gave the
+    rate no gradient at all. The floor is applied to the log with lower_bound's gradient,
+    so exp() never underflows either.
+    """
+    # (the clamp only keeps log() finite where the two are equal in floating point)
+    log_p = log_hi + torch.log(-torch.expm1(torch.clamp(log_lo - log_hi, max=-1e-30)))
+    return torch.exp(lower_bound(log_p, math.log(bound)))
+
+
 def _check_latent(t: Tensor, channels: int, name: str) -> None:
     if t.dim() != 4 or t.shape[1] != channels:
         raise ValueError(f"{name} must have shape (N, {channels}, H, W), got {tuple(t.shape)}")
@@ -137,8 +150,9 @@ class EntropyBottleneck(nn.Module):
             # Evaluate in whichever tail keeps the sigmoids away from 1, where
             # float32 would cancel the difference to 0.
             sign = torch.where(lower + upper > 0, -1.0, 1.0).to(dtype).detach()
-            lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-            lik = lower_bound(lik, self.likelihood_bound)
+            hi, lo = sign * upper, sign * lower
+            a, b = torch.maximum(hi, lo), torch.minimum(hi, lo)
+            lik = _bin_mass(F.logsigmoid(a), F.logsigmoid(b), self.likelihood_bound)
         # Not back to float16: the likelihood bound would flush to 0 there.
         return lik.reshape(c, n, h, w).transpose(0, 1).to(at_least_32(z_hat).dtype)
 
@@ -203,15 +217,10 @@ class GaussianConditional(nn.Module):
             v = y_hat if means is None else y_hat - at_least_32(means)
             # Symmetric around 0: use the left tail, where Phi is small and precise.
             v = torch.abs(v)
-            # Phi((0.5 - v) / s) - Phi((-0.5 - v) / s) in log space: in linear space the
-            # difference and its gradient underflow to 0 a dozen scales out, so elements
-            # far from their mean cost a flat 30 bits and gave the rate no gradient at all.
+            # Phi((0.5 - v) / s) - Phi((-0.5 - v) / s)
             upper = torch.special.log_ndtr((0.5 - v) / s)
             lower = torch.special.log_ndtr((-0.5 - v) / s)
-            # (lower < upper; the clamp only keeps log() finite for absurdly wide scales)
-            log_p = upper + torch.log(-torch.expm1(torch.clamp(lower - upper, max=-1e-30)))
-            # The bound on the log, with lower_bound's gradient: no underflow in exp().
-            return torch.exp(lower_bound(log_p, math.log(self.likelihood_bound)))
+            return _bin_mass(upper, lower, self.likelihood_bound)
 
     def forward(
         self, y: Tensor, scales: Tensor, means: Tensor | None = None
