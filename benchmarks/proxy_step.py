@@ -6,6 +6,11 @@ copies, BPG encode+decode on the C++ pool, unpack (ops.yuv_to_rgb), the proxy fo
 backward; then the whole op as a training step uses it. ``overlap saved`` is the sum of
 the parts minus the whole step: the proxy runs on the device while the pool codes.
 
+"Everything but x265/libde265" is measured inside each step: the pool's call is timed
+within the step and subtracted from that step's time (median over the steps). A
+difference of two separately measured medians would be mostly the codec's jitter, as the
+codec is most of the step. On CUDA it ends with PASS/MISS against the 15% target.
+
     python benchmarks/proxy_step.py [--device cuda] [--batch 16] [--size 256] [--level 8]
 
 Prints a markdown table; never asserts timings.
@@ -122,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "proxy forward+backward": proxy_fwd_bwd,
     }
     ms = {name: _timeit(fn, dev, args.repeats) for name, fn in parts.items()}
-    whole = _timeit(step, dev, args.repeats)
+    whole, outside = _time_step(step, dev, args.repeats)
     parts_sum = sum(ms.values())
-    codec = ms["BPG encode+decode (pool)"]
     print(
         f"BPGProxyFn step: {n} x {s}x{s}, level {args.level}, device {dev}, "
         f"proxy N={args.proxy_n} M={args.proxy_m}, codec threads "
@@ -140,12 +144,43 @@ def main(argv: list[str] | None = None) -> int:
         f"| overlap saved (sum - step) | {parts_sum - whole:.2f} | "
         f"{100 * (parts_sum - whole) / whole:.1f} |"
     )
-    outside = whole - codec
+    share = outside / whole
+    verdict = ("PASS" if share < 0.15 else "MISS") if dev == "cuda" else "(a GPU target)"
     print(
-        f"\neverything but x265/libde265: {outside:.2f} ms = {100 * outside / whole:.1f}% "
-        "of the step (target on an H100: < 15%)"
+        f"\neverything but x265/libde265 (step minus the pool's call, in each step): "
+        f"{outside:.2f} ms = {100 * share:.1f}% of the step; target < 15%: {verdict}"
     )
     return 0
+
+
+def _time_step(step: Callable[[], None], device: str, repeats: int) -> tuple[float, float]:
+    """Median step time and median of (step time - the codec pool's call within that step)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    real = _bpg.roundtrip_yuv_batch
+    codec_ms: list[float] = []
+
+    def timed(*args: object) -> object:
+        t0 = time.perf_counter()
+        try:
+            return real(*args)
+        finally:
+            codec_ms.append((time.perf_counter() - t0) * 1000)
+
+    _bpg.roundtrip_yuv_batch = timed  # BPGProxyFn looks it up on the module at each call
+    try:
+        step()
+        sync()
+        wholes, outsides = [], []
+        for _ in range(repeats):
+            codec_ms.clear()
+            t0 = time.perf_counter()
+            step()
+            sync()
+            wholes.append((time.perf_counter() - t0) * 1000)
+            outsides.append(wholes[-1] - sum(codec_ms))
+    finally:
+        _bpg.roundtrip_yuv_batch = real
+    return statistics.median(wholes), statistics.median(outsides)
 
 
 if __name__ == "__main__":
