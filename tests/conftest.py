@@ -41,6 +41,18 @@ _SKIP_VECTORS = (
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that need a GPU ``gpu``: a ``cuda`` device parameter, or a skip
+    condition that names a GPU. The GPU check runs only those (CI runs the rest)."""
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        params = spec.params.values() if spec is not None else ()
+        on_cuda = any(isinstance(v, str) and v.startswith("cuda") for v in params)
+        reasons = " ".join(str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+        if on_cuda or "GPU" in reasons:
+            item.add_marker(pytest.mark.gpu)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize tests that take ``vector`` over the shared test vectors (skip if absent)."""
     if "vector" not in metafunc.fixturenames:
