@@ -96,9 +96,15 @@ def _chroma_code(chroma: str | int) -> int:
     raise ValueError(f"chroma must be one of '420', '444', '422', 'gray', got {chroma!r}")
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+def _unwrap_0d(value: Any) -> Any:
+    """The Python scalar in a 0-d numpy array or torch tensor; anything else as it is."""
     if getattr(value, "ndim", None) == 0 and not isinstance(value, np.generic):
-        value = value.item()  # a 0-d numpy array or torch tensor
+        return value.item()
+    return value
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    value = _unwrap_0d(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int in {lo}..{hi}, got {type(value).__name__}")
     if not lo <= int(value) <= hi:
@@ -129,8 +135,7 @@ def _check_threads(threads: int | None) -> int:
 
 def _qps_for(qp: Any, n: int) -> list[int]:
     """One QP per image from an int or a length-n sequence/array/tensor."""
-    if getattr(qp, "ndim", None) == 0:  # a 0-d numpy array or torch tensor: one QP for all
-        qp = qp.item()
+    qp = _unwrap_0d(qp)  # a 0-d array or tensor: one QP for all
     if isinstance(qp, (int, np.integer)) and not isinstance(qp, bool):
         return [_check_qp(qp)] * n
     if hasattr(qp, "tolist"):  # numpy array or torch tensor
