@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <initializer_list>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -36,6 +37,13 @@ inline bool yuv_sizes_ok(int64_t n, int height, int width)
 }
 inline bool yuv_chroma_ok(int chroma) { return chroma == kChroma420 || chroma == kChroma444; }
 
+// Whether no buffer is null. A tensor whose storage was freed (or a fake one)
+// hands over address 0: refused with a Status, never dereferenced.
+inline bool all_set(std::initializer_list<const void *> ptrs)
+{
+    return std::none_of(ptrs.begin(), ptrs.end(), [](const void *p) { return p == nullptr; });
+}
+
 template <typename T> struct PixelBranchParams {
     const T *w1; // (3, 3) row-major, (out, in)
     const T *b1; // (3,)
@@ -53,6 +61,48 @@ template <typename T> struct PixelBranchGrads {
     T *b2;
     T *s2;
 };
+
+template <typename T> bool all_set(const PixelBranchParams<T> &p)
+{
+    return all_set({p.w1, p.b1, p.s1, p.w2, p.b2, p.s2});
+}
+
+// Argument checks shared by the CPU and CUDA entry points of qp_scale and
+// npp_pixel_branch. Pixel buffers are touched only when there are pixels; the
+// per-row (per-image) ones whenever there are rows; the W/b gradients always
+// (an empty batch gets zeros).
+inline Status qp_scale_check(int64_t rows, int64_t hw, std::initializer_list<const void *> pixels,
+                             std::initializer_list<const void *> per_row = {})
+{
+    if (rows < 0 || hw < 0)
+        return "qp_scale: bad sizes";
+    if ((rows > 0 && hw > 0 && !all_set(pixels)) || (rows > 0 && !all_set(per_row)))
+        return "qp_scale: null pointer";
+    return kOk;
+}
+
+template <typename T>
+Status pixel_branch_forward_check(int64_t n, int64_t hw, const T *x, const PixelBranchParams<T> &p,
+                                  const T *y)
+{
+    if (n < 0 || hw < 0)
+        return "npp_pixel_branch: bad sizes";
+    if (n > 0 && hw > 0 && !(all_set({x, y}) && all_set(p)))
+        return "npp_pixel_branch: null pointer";
+    return kOk;
+}
+
+template <typename T>
+Status pixel_branch_backward_check(int64_t n, int64_t hw, const T *grad, const T *x,
+                                   const PixelBranchParams<T> &p, const T *grad_x,
+                                   const PixelBranchGrads<T> &g)
+{
+    if (n < 0 || hw < 0)
+        return "npp_pixel_branch: bad sizes";
+    const bool pixels_ok = n == 0 || hw == 0 || (all_set({grad, x, grad_x}) && all_set(p));
+    const bool grads_ok = all_set({g.w1, g.b1, g.w2, g.b2}) && (n == 0 || all_set({g.s1, g.s2}));
+    return pixels_ok && grads_ok ? kOk : "npp_pixel_branch: null pointer";
+}
 
 // Order of the 30 per-block partial sums of the pixel-branch backward.
 namespace pb

@@ -78,7 +78,7 @@ void backward_chunk(const T *grad, const T *x, const Coeffs<T> &c, T *grad_x, in
         for (int o = 0; o < 3; ++o) {
             z2[o] =
                 c.w2[3 * o] * h1[0] + c.w2[3 * o + 1] * h1[1] + c.w2[3 * o + 2] * h1[2] + c.b2[o];
-            const T ga2 = c.s2[o] * z2[o] > T(0) ? grad[o * hw + i] : T(0);
+            const T ga2 = !(c.s2[o] * z2[o] <= T(0)) ? grad[o * hw + i] : T(0);
             acc[pb::kS2 + o] += static_cast<double>(ga2) * z2[o];
             gz2[o] = ga2 * c.s2[o];
             acc[pb::kB2 + o] += gz2[o];
@@ -87,7 +87,7 @@ void backward_chunk(const T *grad, const T *x, const Coeffs<T> &c, T *grad_x, in
         }
         for (int k = 0; k < 3; ++k) {
             const T gh1 = c.w2[k] * gz2[0] + c.w2[3 + k] * gz2[1] + c.w2[6 + k] * gz2[2];
-            const T ga1 = a1[k] > T(0) ? gh1 : T(0);
+            const T ga1 = !(a1[k] <= T(0)) ? gh1 : T(0);
             acc[pb::kS1 + k] += static_cast<double>(ga1) * z1[k];
             gz1[k] = ga1 * c.s1[k];
             acc[pb::kB1 + k] += gz1[k];
@@ -141,21 +141,12 @@ void backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *grad_
     }
 }
 
-Status check(int64_t n, int64_t hw, const void *x, const void *y)
-{
-    if (n < 0 || hw < 0)
-        return "npp_pixel_branch: bad sizes";
-    if (n > 0 && hw > 0 && (x == nullptr || y == nullptr))
-        return "npp_pixel_branch: null pointer";
-    return kOk;
-}
-
 } // namespace
 
 Status npp_pixel_branch_forward_cpu(const float *x, PixelBranchParams<float> p, float *y, int64_t n,
                                     int64_t hw, int num_threads)
 {
-    if (Status s = check(n, hw, x, y))
+    if (Status s = pixel_branch_forward_check(n, hw, x, p, y))
         return s;
     if (n > 0 && hw > 0)
         forward(x, p, y, n, hw, num_threads);
@@ -165,7 +156,7 @@ Status npp_pixel_branch_forward_cpu(const float *x, PixelBranchParams<float> p, 
 Status npp_pixel_branch_forward_cpu(const double *x, PixelBranchParams<double> p, double *y,
                                     int64_t n, int64_t hw, int num_threads)
 {
-    if (Status s = check(n, hw, x, y))
+    if (Status s = pixel_branch_forward_check(n, hw, x, p, y))
         return s;
     if (n > 0 && hw > 0)
         forward(x, p, y, n, hw, num_threads);
@@ -176,7 +167,7 @@ Status npp_pixel_branch_backward_cpu(const float *grad, const float *x, PixelBra
                                      float *grad_x, PixelBranchGrads<float> g, int64_t n,
                                      int64_t hw, int num_threads)
 {
-    if (Status s = check(n, hw, grad, grad_x))
+    if (Status s = pixel_branch_backward_check(n, hw, grad, x, p, grad_x, g))
         return s;
     backward(grad, x, p, grad_x, g, n, hw, num_threads);
     return kOk;
@@ -187,7 +178,7 @@ Status npp_pixel_branch_backward_cpu(const double *grad, const double *x,
                                      PixelBranchGrads<double> g, int64_t n, int64_t hw,
                                      int num_threads)
 {
-    if (Status s = check(n, hw, grad, grad_x))
+    if (Status s = pixel_branch_backward_check(n, hw, grad, x, p, grad_x, g))
         return s;
     backward(grad, x, p, grad_x, g, n, hw, num_threads);
     return kOk;

@@ -65,15 +65,15 @@ double backward_chunk(const T *gr, const T *xr, T s, T *gxr, int64_t begin, int6
     for (; i + kLanes <= end; i += kLanes) {
         for (int j = 0; j < kLanes; ++j) {
             const T xv = xr[i + j];
-            // relu's gradient passes where the output is > 0 (as torch's).
-            const T gm = kRelu ? keep_or_zero(xv * s > T(0), gr[i + j]) : gr[i + j];
+            // relu's gradient passes unless the output is <= 0 (torch's rule: NaN passes).
+            const T gm = kRelu ? keep_or_zero(!(xv * s <= T(0)), gr[i + j]) : gr[i + j];
             gxr[i + j] = gm * s;
             lanes[j] += static_cast<double>(gm) * static_cast<double>(xv);
         }
     }
     for (int j = 0; i < end; ++i, ++j) {
         const T xv = xr[i];
-        const T gm = kRelu ? keep_or_zero(xv * s > T(0), gr[i]) : gr[i];
+        const T gm = kRelu ? keep_or_zero(!(xv * s <= T(0)), gr[i]) : gr[i];
         gxr[i] = gm * s;
         lanes[j] += static_cast<double>(gm) * static_cast<double>(xv);
     }
@@ -110,21 +110,12 @@ void backward(const T *grad, const T *x, const T *scale, T *grad_x, T *grad_scal
     }
 }
 
-Status check(int64_t rows, int64_t hw, const void *a, const void *b)
-{
-    if (rows < 0 || hw < 0)
-        return "qp_scale: bad sizes";
-    if (rows > 0 && hw > 0 && (a == nullptr || b == nullptr))
-        return "qp_scale: null pointer";
-    return kOk;
-}
-
 } // namespace
 
 Status qp_scale_forward_cpu(const float *x, const float *scale, float *y, int64_t rows, int64_t hw,
                             bool relu, int num_threads)
 {
-    if (Status s = check(rows, hw, x, y))
+    if (Status s = qp_scale_check(rows, hw, {x, scale, y}))
         return s;
     if (rows > 0 && hw > 0)
         forward(x, scale, y, rows, hw, relu, num_threads);
@@ -134,7 +125,7 @@ Status qp_scale_forward_cpu(const float *x, const float *scale, float *y, int64_
 Status qp_scale_forward_cpu(const double *x, const double *scale, double *y, int64_t rows,
                             int64_t hw, bool relu, int num_threads)
 {
-    if (Status s = check(rows, hw, x, y))
+    if (Status s = qp_scale_check(rows, hw, {x, scale, y}))
         return s;
     if (rows > 0 && hw > 0)
         forward(x, scale, y, rows, hw, relu, num_threads);
@@ -145,7 +136,7 @@ Status qp_scale_backward_cpu(const float *grad, const float *x, const float *sca
                              float *grad_scale, int64_t rows, int64_t hw, bool relu,
                              int num_threads)
 {
-    if (Status s = check(rows, hw, grad, grad_x))
+    if (Status s = qp_scale_check(rows, hw, {grad, x, scale, grad_x}, {grad_scale}))
         return s;
     if (rows > 0)
         backward(grad, x, scale, grad_x, grad_scale, rows, hw, relu, num_threads);
@@ -156,7 +147,7 @@ Status qp_scale_backward_cpu(const double *grad, const double *x, const double *
                              double *grad_x, double *grad_scale, int64_t rows, int64_t hw,
                              bool relu, int num_threads)
 {
-    if (Status s = check(rows, hw, grad, grad_x))
+    if (Status s = qp_scale_check(rows, hw, {grad, x, scale, grad_x}, {grad_scale}))
         return s;
     if (rows > 0)
         backward(grad, x, scale, grad_x, grad_scale, rows, hw, relu, num_threads);

@@ -52,6 +52,8 @@ Status run(const T *a, const T *b, T *y, int64_t numel, int device, uintptr_t st
         return "branch_sum_clamp: bad size";
     if (numel == 0)
         return kOk;
+    if (!all_set({a, b, y}))
+        return "branch_sum_clamp: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);

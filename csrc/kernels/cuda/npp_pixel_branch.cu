@@ -99,7 +99,7 @@ __device__ __forceinline__ void backward_pixel(const Coeffs<T> &c, const T (&xin
     for (int o = 0; o < 3; ++o) {
         const T z2 =
             c.w2[3 * o] * h1[0] + c.w2[3 * o + 1] * h1[1] + c.w2[3 * o + 2] * h1[2] + c.b2[o];
-        const T ga2 = c.s2[o] * z2 > T(0) ? g[o] : T(0);
+        const T ga2 = !(c.s2[o] * z2 <= T(0)) ? g[o] : T(0);
         acc[pb::kS2 + o] += ga2 * z2;
         gz2[o] = ga2 * c.s2[o];
         acc[pb::kB2 + o] += gz2[o];
@@ -110,7 +110,7 @@ __device__ __forceinline__ void backward_pixel(const Coeffs<T> &c, const T (&xin
 #pragma unroll
     for (int k = 0; k < 3; ++k) {
         const T gh1 = c.w2[k] * gz2[0] + c.w2[3 + k] * gz2[1] + c.w2[6 + k] * gz2[2];
-        const T ga1 = a1[k] > T(0) ? gh1 : T(0);
+        const T ga1 = !(a1[k] <= T(0)) ? gh1 : T(0);
         acc[pb::kS1 + k] += ga1 * z1[k];
         gz1[k] = ga1 * c.s1[k];
         acc[pb::kB1 + k] += gz1[k];
@@ -254,8 +254,8 @@ template <typename T>
 Status forward(const T *x, const PixelBranchParams<T> &p, T *y, int64_t n, int64_t hw, int device,
                uintptr_t stream)
 {
-    if (n < 0 || hw < 0)
-        return "npp_pixel_branch: bad sizes";
+    if (Status st = pixel_branch_forward_check(n, hw, x, p, y))
+        return st;
     if (n == 0 || hw == 0)
         return kOk;
     cuda::DeviceGuard guard(device);
@@ -273,8 +273,10 @@ Status backward(const T *grad, const T *x, const PixelBranchParams<T> &p, T *gra
                 const PixelBranchGrads<T> &g, T *workspace, int64_t n, int64_t hw, int device,
                 uintptr_t stream)
 {
-    if (n < 0 || hw < 0)
-        return "npp_pixel_branch: bad sizes";
+    if (Status st = pixel_branch_backward_check(n, hw, grad, x, p, grad_x, g))
+        return st;
+    if (n > 0 && workspace == nullptr)
+        return "npp_pixel_branch: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);

@@ -55,8 +55,8 @@ __global__ void __launch_bounds__(kThreads)
             cuda::Pack<T, K> gx;
 #pragma unroll
             for (int k = 0; k < K; ++k) {
-                // relu's gradient passes where the output is > 0 (as torch's).
-                const T gm = (!kRelu || xv.v[k] * s > T(0)) ? g.v[k] : T(0);
+                // relu's gradient passes unless the output is <= 0 (torch's rule: NaN passes).
+                const T gm = (!kRelu || !(xv.v[k] * s <= T(0))) ? g.v[k] : T(0);
                 gx.v[k] = gm * s;
                 acc[0] += gm * xv.v[k];
             }
@@ -122,8 +122,8 @@ template <typename T>
 Status forward(const T *x, const T *scale, T *y, int64_t rows, int64_t hw, bool relu, int device,
                uintptr_t stream)
 {
-    if (rows < 0 || hw < 0)
-        return "qp_scale: bad sizes";
+    if (Status st = qp_scale_check(rows, hw, {x, scale, y}))
+        return st;
     if (rows == 0 || hw == 0)
         return kOk;
     cuda::DeviceGuard guard(device);
@@ -140,8 +140,8 @@ template <typename T>
 Status backward(const T *grad, const T *x, const T *scale, T *grad_x, T *grad_scale, T *workspace,
                 int64_t rows, int64_t hw, bool relu, int device, uintptr_t stream)
 {
-    if (rows < 0 || hw < 0)
-        return "qp_scale: bad sizes";
+    if (Status st = qp_scale_check(rows, hw, {grad, x, scale, grad_x}, {grad_scale, workspace}))
+        return st;
     if (rows == 0)
         return kOk;
     cuda::DeviceGuard guard(device);

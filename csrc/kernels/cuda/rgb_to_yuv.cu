@@ -170,6 +170,8 @@ Status rgb_to_yuv_cuda(const float *rgb, uint8_t *yuv, int64_t n, int height, in
         return "rgb_to_yuv: chroma must be 1 (4:2:0) or 3 (4:4:4)";
     if (n == 0)
         return kOk;
+    if (!all_set({rgb, yuv}))
+        return "rgb_to_yuv: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);

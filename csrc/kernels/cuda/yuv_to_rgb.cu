@@ -125,6 +125,8 @@ Status yuv_to_rgb_cuda(const uint8_t *yuv, float *rgb, int64_t n, int height, in
         return "yuv_to_rgb: chroma must be 1 (4:2:0) or 3 (4:4:4)";
     if (n == 0)
         return kOk;
+    if (!all_set({yuv, rgb}))
+        return "yuv_to_rgb: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);
