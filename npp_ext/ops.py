@@ -25,14 +25,20 @@ outputs are always contiguous.
 Eager calls on plain tensors skip torch's dispatcher: they run the same
 implementations through a small ``torch.autograd.Function`` (the dispatcher costs
 tens of microseconds a call, more than the GPU needs for a training batch).
-Compiled code, tensor subclasses, functorch transforms and dispatch modes get the
-custom ops. Both paths give bit-identical results (tested).
+Compiled code, ``torch.jit.trace``, tensor subclasses, functorch transforms and
+dispatch modes get the custom ops. Both paths give bit-identical results (tested).
+
+Gradients come from ``torch.autograd`` (``backward()``, ``torch.autograd.grad``).
+``torch.func.vmap`` works; ``torch.func.grad``/``jvp`` (and ``jacrev``,
+``jacfwd``, ``hessian``) raise NotImplementedError: torch's custom ops give them
+no formula (a custom op under ``jvp`` would silently get a zero tangent).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import operator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -90,8 +96,21 @@ class YUVLayout:
     total: int
 
 
+def _int_arg(name: str, value: Any) -> Any:
+    """An int argument as an int: numpy ints pass, floats and bools raise TypeError.
+
+    Symbolic sizes (``torch.SymInt`` under ``torch.compile``) are passed through as they are.
+    """
+    if isinstance(value, torch.SymInt):
+        return value
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    return operator.index(value)
+
+
 def _chroma_code(chroma: int) -> int:
-    if isinstance(chroma, bool) or chroma not in CHROMA_FORMATS:
+    chroma = _int_arg("chroma", chroma)
+    if chroma not in CHROMA_FORMATS:
         raise ValueError(f"chroma must be one of {sorted(CHROMA_FORMATS)}, got {chroma!r}")
     return CHROMA_FORMATS[chroma]
 
@@ -104,6 +123,7 @@ def yuv_layout(width: int, height: int, chroma: int = 420) -> YUVLayout:
     ``torch.compile``.
     """
     code = _chroma_code(chroma)
+    width, height = _int_arg("width", width), _int_arg("height", height)
     unit = 16 if (width <= 8 or height <= 8) else 8
     coded_w = (width + unit - 1) // unit * unit
     coded_h = (height + unit - 1) // unit * unit
@@ -283,6 +303,12 @@ def _check_grad(grad: Tensor, x: Tensor) -> None:
         raise ValueError(f"grad must have x's shape {tuple(x.shape)}, got {tuple(grad.shape)}")
 
 
+def _empty(t: Tensor) -> Tensor:
+    """An uninitialized tensor like t with contiguous strides (also where t has size-1 or
+    empty dimensions, which ``empty_like`` would give t's strides), as the fakes promise."""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device)
+
+
 def _upcast_half(t: Tensor) -> Tensor:
     """float16/bfloat16 -> float32 (the kernels compute in float32 or float64)."""
     return t.float() if t.dtype in _HALF_DTYPES else t
@@ -303,22 +329,46 @@ def _check_tensor_args(names: tuple[str, ...], tensors: tuple[Any, ...]) -> None
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
 
 
-def _direct(tensors: tuple[Tensor, ...]) -> bool:
+_PLAIN_TENSOR_TYPES = (Tensor, torch.nn.Parameter)
+
+
+def _direct(tensors: tuple[Tensor, ...], differentiable: bool = True) -> bool:
     """Whether an eager call may skip the dispatcher and run the kernels directly.
 
     The custom ops go through torch's dispatcher (tens of microseconds a call, more than
     the GPU needs for a 256x256 batch). Plain tensors in eager mode take a direct path to
-    the same implementation; compiled code, tensor subclasses, functorch transforms and
-    dispatch modes (FakeTensorMode, ...) keep the custom op, which they understand.
+    the same implementation; compiled code, the JIT tracer (which cannot see a kernel
+    called through a data pointer), tensor subclasses (FakeTensor, ...), functorch
+    transforms and dispatch modes keep the custom op, which they understand.
+    Differentiable ops refuse functorch's autodiff transforms (see the module docstring).
     """
-    if torch.compiler.is_compiling() or torch.overrides.has_torch_function(tensors):
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    if any(type(t) not in _PLAIN_TENSOR_TYPES for t in tensors):
+        return False
+    if torch.overrides.has_torch_function(tensors):
         return False
     try:
-        return not (
-            torch._C._are_functorch_transforms_active() or torch._C._len_torch_dispatch_stack()
-        )
+        if torch._C._are_functorch_transforms_active():
+            if differentiable:
+                _refuse_autodiff_transforms()
+            return False
+        return not torch._C._len_torch_dispatch_stack()
     except AttributeError:  # private hooks moved in another torch: take the safe path
         return False
+
+
+def _refuse_autodiff_transforms() -> None:
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    keys = {i.key() for i in retrieve_all_functorch_interpreters()}
+    if keys & {TransformType.Grad, TransformType.Jvp}:
+        raise NotImplementedError(
+            "npp_ext ops do not support torch.func.grad/jvp/jacrev/jacfwd/hessian (torch's "
+            "custom ops give them no formula); use torch.autograd (loss.backward() or "
+            "torch.autograd.grad). torch.func.vmap works."
+        )
 
 
 # --------------------------------------------------------------------------
@@ -389,8 +439,9 @@ def rgb_to_yuv(x: Tensor, chroma: int = 420) -> Tensor:
     """
     _check_rgb(x)
     _chroma_code(chroma)
+    chroma = _int_arg("chroma", chroma)
     x = x.to(torch.float32).contiguous()
-    if _direct((x,)):
+    if _direct((x,), differentiable=False):
         with torch.no_grad():  # uint8 output: nothing to differentiate
             return _rgb_to_yuv_impl(x, chroma)
     return _rgb_to_yuv(x, chroma)
@@ -405,7 +456,7 @@ def _check_yuv(yuv: Tensor, height: int, width: int, chroma: int) -> None:
     if yuv.dtype != torch.uint8:
         raise TypeError(f"yuv must have dtype uint8, got {yuv.dtype}")
     _chroma_code(chroma)
-    _check_side(height, width)
+    _check_side(_int_arg("height", height), _int_arg("width", width))
     total = yuv_layout(width, height, chroma).total
     if yuv.dim() != 2 or yuv.shape[1] != total:
         raise ValueError(
@@ -467,8 +518,10 @@ def yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int = 420) -> Tenso
         gradient (the input is uint8).
     """
     _check_yuv(yuv, height, width, chroma)
+    height, width = _int_arg("height", height), _int_arg("width", width)
+    chroma = _int_arg("chroma", chroma)
     yuv = yuv.contiguous()
-    if _direct((yuv,)):
+    if _direct((yuv,), differentiable=False):
         return _yuv_to_rgb_impl(yuv, height, width, chroma)
     return _yuv_to_rgb(yuv, height, width, chroma)
 
@@ -481,7 +534,7 @@ def _qp_scale_impl(x: Tensor, scale: Tensor, act: str) -> Tensor:
     _check_qp_scale(x, scale)
     _check_act(act)
     x, scale = x.contiguous(), scale.contiguous()
-    y = torch.empty_like(x)
+    y = _empty(x)
     if x.numel() == 0:
         return y
     rows, hw = scale.numel(), x.numel() // scale.numel()
@@ -502,7 +555,7 @@ def _qp_scale(x: Tensor, scale: Tensor, act: str) -> Tensor:
 def _(x: Tensor, scale: Tensor, act: str) -> Tensor:
     _check_qp_scale(x, scale)
     _check_act(act)
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    return _empty(x)
 
 
 def _qp_scale_backward_impl(
@@ -512,10 +565,10 @@ def _qp_scale_backward_impl(
     _check_grad(grad, x)
     _check_act(act)
     grad, x, scale = grad.contiguous(), x.contiguous(), scale.contiguous()
-    grad_x = torch.empty_like(x)
+    grad_x = _empty(x)
     if x.numel() == 0:
         return grad_x, torch.zeros_like(scale)
-    grad_scale = torch.empty_like(scale)  # every row is written
+    grad_scale = _empty(scale)  # every row is written
     rows, hw = scale.numel(), x.numel() // scale.numel()
     relu = act == "relu"
     if x.device.type == "cuda":
@@ -543,9 +596,10 @@ def _qp_scale_backward(grad: Tensor, x: Tensor, scale: Tensor, act: str) -> tupl
 def _(grad: Tensor, x: Tensor, scale: Tensor, act: str) -> tuple[Tensor, Tensor]:
     _check_qp_scale(x, scale)
     _check_grad(grad, x)
+    _check_act(act)
     return (
-        torch.empty_like(x, memory_format=torch.contiguous_format),
-        torch.empty_like(scale, memory_format=torch.contiguous_format),
+        _empty(x),
+        _empty(scale),
     )
 
 
@@ -618,7 +672,7 @@ def _pixel_branch_impl(
 ) -> Tensor:
     _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
     x, w1, b1, s1, w2, b2, s2 = (t.contiguous() for t in (x, w1, b1, s1, w2, b2, s2))
-    y = torch.empty_like(x)
+    y = _empty(x)
     if x.numel() == 0:
         return y
     n, hw = x.shape[0], x.shape[2] * x.shape[3]
@@ -640,7 +694,7 @@ def _npp_pixel_branch(
 @_npp_pixel_branch.register_fake
 def _(x: Tensor, w1: Tensor, b1: Tensor, s1: Tensor, w2: Tensor, b2: Tensor, s2: Tensor) -> Tensor:
     _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    return _empty(x)
 
 
 def _pixel_branch_backward_impl(
@@ -653,7 +707,7 @@ def _pixel_branch_backward_impl(
     if x.numel() == 0:
         return tuple(torch.zeros_like(t) for t in inputs[1:])  # type: ignore[return-value]
     # The kernels write every element (x, w1, b1, s1, w2, b2, s2): no zero fill needed.
-    grads = [torch.empty_like(t) for t in inputs[1:]]
+    grads = [_empty(t) for t in inputs[1:]]
     n, hw = x.shape[0], x.shape[2] * x.shape[3]
     ptrs = [t.data_ptr() for t in inputs + grads]
     if x.device.type == "cuda":
@@ -680,10 +734,7 @@ def _(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     _check_pixel_branch(x, w1, b1, s1, w2, b2, s2)
     _check_grad(grad, x)
-    return tuple(
-        torch.empty_like(t, memory_format=torch.contiguous_format)
-        for t in (x, w1, b1, s1, w2, b2, s2)
-    )  # type: ignore[return-value]
+    return tuple(_empty(t) for t in (x, w1, b1, s1, w2, b2, s2))  # type: ignore[return-value]
 
 
 def _pixel_branch_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -754,7 +805,7 @@ def npp_pixel_branch(
 def _branch_sum_impl(a: Tensor, b: Tensor) -> Tensor:
     _check_branch_sum(a, b)
     a, b = a.contiguous(), b.contiguous()
-    y = torch.empty_like(a)
+    y = _empty(a)
     if a.numel() == 0:
         return y
     ptrs = (a.data_ptr(), b.data_ptr(), y.data_ptr())
@@ -773,7 +824,7 @@ def _branch_sum_clamp(a: Tensor, b: Tensor) -> Tensor:
 @_branch_sum_clamp.register_fake
 def _(a: Tensor, b: Tensor) -> Tensor:
     _check_branch_sum(a, b)
-    return torch.empty_like(a, memory_format=torch.contiguous_format)
+    return _empty(a)
 
 
 def _branch_sum_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:

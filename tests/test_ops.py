@@ -8,6 +8,7 @@ CUDA tests run only when a GPU is present.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -284,17 +285,23 @@ def test_yuv_roundtrip_is_close() -> None:
     assert (back - smooth).abs().mean() < 2 / 255
 
 
-def test_yuv_thread_count_does_not_matter() -> None:
-    x = _test_image(3, 67, 45)
+@pytest.mark.parametrize("chroma", [420, 444])
+def test_yuv_thread_count_does_not_matter(chroma: int) -> None:
+    # Big enough that every pass (rows, 4:2:0 vertical filter, inverse) is cut
+    # among several workers: smaller images run on one thread whatever is asked.
+    x = _test_image(3, 517, 389)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = ops.rgb_to_yuv(x), ops.yuv_to_rgb(ops.rgb_to_yuv(x), 67, 45)
-        torch.set_num_threads(max(2, threads))
-        many = ops.rgb_to_yuv(x), ops.yuv_to_rgb(ops.rgb_to_yuv(x), 67, 45)
+        one = ops.rgb_to_yuv(x, chroma)
+        one_back = ops.yuv_to_rgb(one, 517, 389, chroma)
+        torch.set_num_threads(max(4, threads))
+        many = ops.rgb_to_yuv(x, chroma)
+        many_back = ops.yuv_to_rgb(many, 517, 389, chroma)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one[0], many[0]) and torch.equal(one[1], many[1])
+    assert torch.equal(one, many) and torch.equal(one_back, many_back)
+    assert torch.equal(one, ref.rgb_to_yuv(x, chroma))
 
 
 def test_yuv_errors() -> None:
@@ -321,6 +328,15 @@ def test_yuv_errors() -> None:
         ops.yuv_to_rgb(yuv, 17, 8)
     with pytest.raises(ValueError, match="chroma"):
         ops.yuv_to_rgb(yuv, 8, 8, 400)
+    # Int arguments are ints, as the custom ops (and compiled code) demand.
+    with pytest.raises(TypeError, match="chroma must be an int"):
+        ops.rgb_to_yuv(x, 420.0)
+    with pytest.raises(TypeError, match="height must be an int"):
+        ops.yuv_to_rgb(yuv, True, 8)
+    with pytest.raises(TypeError, match="width must be an int"):
+        ops.yuv_to_rgb(yuv, 8, 8.0)
+    numpy_ints = ops.yuv_to_rgb(yuv, np.int64(8), 8, np.int32(420))
+    assert torch.equal(numpy_ints, ops.yuv_to_rgb(yuv, 8, 8))
 
 
 # ------------------------------------------------------------------ float ops
@@ -454,6 +470,100 @@ def test_pixel_branch_deterministic_across_threads() -> None:
         torch.set_num_threads(threads)
     for a, b in zip(one, many, strict=True):
         assert torch.equal(a, b)
+
+
+def test_relu_gradient_follows_torch_at_nan() -> None:
+    """torch's relu backward zeroes the gradient where the output is <= 0, so it passes
+    where the pre-activation is NaN; the kernels follow that rule (ties at 0 are zeroed)."""
+    x = torch.tensor([[[[float("nan"), 0.0, -1.0, 2.0, float("inf")]]]], dtype=torch.float64)
+    s = torch.tensor([[1.0]], dtype=torch.float64)
+    s0 = torch.tensor([[0.0]], dtype=torch.float64)  # inf * 0 = NaN
+    gy = torch.full(x.shape, 3.0, dtype=torch.float64)
+    for scale in (s, s0):
+        got = _grads(ops.qp_scale, [x, scale], gy)
+        want = _grads(ref.qp_scale, [x, scale], gy)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, equal_nan=True)
+    xp = x.expand(1, 3, 1, 5).contiguous()
+    xp[0, 1, 0, 1] = float("nan")
+    inputs = list(_pixel_branch_inputs(1, 1, 5, dtype=torch.float64))
+    inputs[0] = xp
+    gy = torch.ones(1, 3, 1, 5, dtype=torch.float64)
+    got = _grads(ops.npp_pixel_branch, inputs, gy)
+    want = _grads(ref.npp_pixel_branch, inputs, gy)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
+def test_parameters_without_data_raise() -> None:
+    """A parameter whose storage was freed (as FSDP does between uses) hands the
+    kernels address 0: a RuntimeError, not a crash of the process."""
+    x = torch.rand(2, 3, 4, 5)
+    s = torch.rand(2, 3)
+    s.untyped_storage().resize_(0)
+    with pytest.raises(RuntimeError, match="null pointer"):
+        ops.qp_scale(x, s)
+    pb = list(_pixel_branch_inputs(2, 4, 5, dtype=torch.float32))
+    for i in range(1, 7):
+        args = [t.clone() for t in pb]
+        args[i].untyped_storage().resize_(0)
+        with pytest.raises(RuntimeError, match="null pointer"):
+            ops.npp_pixel_branch(*args)
+
+
+def test_fake_parameters_used_eagerly_raise() -> None:
+    """Fake tensors are subclasses: they take the custom op, where torch refuses to mix
+    them with real ones (the raw-pointer path would have read address 0)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        fs = torch.empty(2, 3)
+        fw = torch.empty(3, 3)
+    x = torch.rand(2, 3, 4, 5)
+    pb = list(_pixel_branch_inputs(2, 4, 5, dtype=torch.float32))
+    with pytest.raises((RuntimeError, AssertionError)):
+        ops.qp_scale(x, fs)
+    with pytest.raises((RuntimeError, AssertionError)):
+        ops.npp_pixel_branch(pb[0], fw, *pb[2:])
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:DeprecationWarning")  # torch.func
+def test_functorch_vmap_works_and_autodiff_transforms_refuse() -> None:
+    x, s = torch.randn(4, 3, 5, 6, dtype=torch.float64), torch.rand(4, 3, dtype=torch.float64)
+    per_image = torch.func.vmap(lambda a, b: ops.qp_scale(a[None], b[None])[0])(x, s)
+    assert torch.equal(per_image, ops.qp_scale(x, s))
+    fns = [
+        lambda a: ops.qp_scale(a, s).sum(),
+        lambda a: ops.branch_sum_clamp(a, a).sum(),
+        lambda a: ops.npp_pixel_branch(a[:, :3], *_pixel_branch_inputs(4, 5, 6)[1:]).sum(),
+    ]
+    for f in fns:
+        with pytest.raises(NotImplementedError, match="torch.autograd"):
+            torch.func.grad(f)(x)
+        with pytest.raises(NotImplementedError, match="torch.autograd"):
+            torch.func.jvp(f, (x,), (torch.ones_like(x),))
+
+
+def test_jit_trace_records_the_ops() -> None:
+    """The tracer cannot see a kernel called through a data pointer: traced code must
+    hold the custom ops and compute on new inputs."""
+    rgb = torch.rand(2, 3, 9, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's own warnings
+        to_yuv = torch.jit.trace(ops.rgb_to_yuv, (rgb,))
+        back = torch.jit.trace(lambda y: ops.yuv_to_rgb(y, 9, 10), (ops.rgb_to_yuv(rgb),))
+    other = torch.rand(2, 3, 9, 10)
+    assert torch.equal(to_yuv(other), ops.rgb_to_yuv(other))
+    assert torch.equal(back(ops.rgb_to_yuv(other)), ops.yuv_to_rgb(ops.rgb_to_yuv(other), 9, 10))
+    assert "npp_ext::rgb_to_yuv" in str(to_yuv.graph)
+
+
+def test_outputs_are_contiguous_like_the_fakes() -> None:
+    # channels_last with C == 1 is also is_contiguous(): empty_like would keep its strides.
+    x = torch.rand(2, 1, 4, 4).to(memory_format=torch.channels_last)
+    y = ops.qp_scale(x, torch.rand(2, 1))
+    assert y.stride() == torch.empty(2, 1, 4, 4).stride()
+    assert ops.branch_sum_clamp(x, x).stride() == (16, 16, 4, 1)
 
 
 def test_pixel_branch_empty() -> None:
