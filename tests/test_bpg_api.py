@@ -462,6 +462,16 @@ def test_non_contiguous_numpy_input_equals_its_copy(photos):
     assert bpg.encode(channels_last, 28) == bpg.encode(np.ascontiguousarray(view), 28)
 
 
+def test_one_row_arrays_with_odd_row_strides(photo_crop):
+    # numpy calls these C-contiguous (a size-1 dimension's stride is free), and torch's
+    # .numpy() of a one-row image gives them: the row stride must not be checked.
+    for row in (photo_crop(1, 1), photo_crop(1, 5)):
+        odd = np.lib.stride_tricks.as_strided(row, strides=(1, *row.strides[1:]))
+        assert odd.flags.c_contiguous and odd.strides[0] != row.strides[0]
+        assert bpg.encode(odd, 28) == bpg.encode(row.copy(), 28)
+        assert bpg.rgb_to_yuv(odd).tobytes() == bpg.rgb_to_yuv(row.copy()).tobytes()
+
+
 def test_torch_uint8_input_and_output(photo_crop, torch):
     img = photo_crop(19, 26, index=1)
     t = torch.from_numpy(img).permute(2, 0, 1)

@@ -119,8 +119,12 @@ RgbView view_rgb(const U8Array &a)
 {
     if (a.ndim() != 3 || a.shape(2) != 3)
         throw py::value_error("expected an (H, W, 3) uint8 array");
+    // numpy calls an array C-contiguous whatever the strides of its size-1
+    // dimensions (torch's .numpy() of a 1-row image gives such strides): one
+    // row's stride is never used, so it is taken as the packed one.
+    const ptrdiff_t packed = 3 * static_cast<ptrdiff_t>(a.shape(1));
     return {a.data(), static_cast<int>(a.shape(1)), static_cast<int>(a.shape(0)),
-            static_cast<ptrdiff_t>(a.strides(0))};
+            a.shape(0) == 1 ? packed : static_cast<ptrdiff_t>(a.strides(0))};
 }
 
 py::dict info_dict(const bpg_info &i)
