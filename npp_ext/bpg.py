@@ -10,7 +10,11 @@ Images are 8-bit RGB. Accepted inputs:
 Decoded images come back in the type they went in (numpy in, numpy out; float tensor in,
 float tensor out, ...). Batch functions take a list of images or a stacked array
 (``(N, H, W, 3)`` numpy, ``(N, 3, H, W)`` torch), one QP per image or one for all, and run
-on a C++ thread pool with the GIL released.
+on a C++ thread pool with the GIL released; ``threads`` caps the workers one call uses
+(``None`` or 0: one per core).
+
+``chroma`` is ``"420"``, ``"444"``, ``"422"`` or ``"gray"``; the ints 420, 444 and 422 (as
+:class:`npp_ext.BPGProxyFn` takes them) and the header's codes 0..3 are accepted too.
 
 Failures to decode raise :class:`BPGError` (a ``ValueError``); bad arguments raise
 ``ValueError``/``TypeError`` saying what is allowed.
@@ -73,6 +77,8 @@ class BPGInfo:
     limited_range: bool
     animation: bool
     supported: bool
+    #: Why the decoder refuses the file ("" when ``supported``).
+    unsupported_reason: str
     hevc: dict[str, Any]
 
 
@@ -91,8 +97,10 @@ def _chroma_code(chroma: str | int) -> int:
     if isinstance(chroma, str) and chroma in _CHROMA_CODES:
         return _CHROMA_CODES[chroma]
     if isinstance(chroma, (int, np.integer)) and not isinstance(chroma, bool):
-        if int(chroma) in _CHROMA_NAMES:
+        if int(chroma) in _CHROMA_NAMES:  # the header's code
             return int(chroma)
+        if str(int(chroma)) in _CHROMA_CODES:  # 420, 444, 422
+            return _CHROMA_CODES[str(int(chroma))]
     raise ValueError(f"chroma must be one of '420', '444', '422', 'gray', got {chroma!r}")
 
 
@@ -129,8 +137,8 @@ def _check_verify(verify: Any) -> bool:
 
 def _check_threads(threads: int | None) -> int:
     if threads is None:
-        return 0
-    return _check_int("threads", threads, 1, 1024)
+        return 0  # the pool's default: one worker per core
+    return _check_int("threads", threads, 0, 1024)
 
 
 def _qps_for(qp: Any, n: int) -> list[int]:
@@ -557,6 +565,7 @@ def _info_from_dict(d: dict[str, Any]) -> BPGInfo:
         limited_range=d["limited_range"],
         animation=d["animation"],
         supported=d["supported"],
+        unsupported_reason=d.get("unsupported_reason", ""),
         hevc={k: d[k] for k in hevc_keys},
     )
 
@@ -573,9 +582,9 @@ def read_info(data_or_path: Any) -> BPGInfo:
     return _info_from_dict(_bpg.read_info(_as_bytes(data_or_path)))
 
 
-def read(path: str | os.PathLike[str], *, output: str = "numpy") -> Any:
-    """Read and decode a ``.bpg`` file (see :func:`decode` for ``output``)."""
-    return decode(_read_path(path), output=output)
+def read(path: str | os.PathLike[str], *, output: str = "numpy", verify: bool = True) -> Any:
+    """Read and decode a ``.bpg`` file (see :func:`decode` for ``output`` and ``verify``)."""
+    return decode(_read_path(path), output=output, verify=verify)
 
 
 def write(

@@ -633,6 +633,13 @@ def test_chroma_given_as_its_header_code(photo_crop):
     img = photo_crop(16, 16)
     for name, code in PIXEL_FORMAT.items():
         assert bpg.encode(img, 30, chroma=code) == bpg.encode(img, 30, chroma=name)
+    for name in ("420", "444", "422"):  # as ints, the form BPGProxyFn takes
+        assert bpg.encode(img, 30, chroma=int(name)) == bpg.encode(img, 30, chroma=name)
+
+
+def test_threads_zero_means_the_default(photo_crop):
+    imgs = [photo_crop(16, 24, index=i) for i in range(3)]
+    assert bpg.encode_batch(imgs, 30, threads=0) == bpg.encode_batch(imgs, 30)
 
 
 # ---- files -------------------------------------------------------------------------------
@@ -649,6 +656,9 @@ def test_write_and_read_files(tmp_path, photo_crop, torch):
     np.testing.assert_array_equal(bpg.read(str(path)), bpg.decode(data))
     t = bpg.read(path, output="torch")
     assert isinstance(t, torch.Tensor) and t.shape == (3, 33, 20)
+    np.testing.assert_array_equal(bpg.read(path, verify=False), bpg.decode(data))
+    with pytest.raises(TypeError, match="verify"):  # passed on to decode, which checks it
+        bpg.read(path, verify=1)
     assert bpg.read_info(path).chroma == "444"
 
 

@@ -96,7 +96,7 @@ BAD_ARGUMENTS = [
     ("x265_not_str", lambda: bpg.encode(IMG, x265_params=1), TypeError, "x265_params"),
     ("x265_fixed", lambda: bpg.encode(IMG, x265_params="ctu=32"), ValueError, "'ctu'"),
     ("x265_unknown", lambda: bpg.encode(IMG, x265_params="bogus=1"), ValueError, "bogus"),
-    ("threads_0", lambda: bpg.encode_batch([IMG], threads=0), ValueError, "threads must be"),
+    ("threads_1025", lambda: bpg.encode_batch([IMG], threads=1025), ValueError, "0..1024"),
     ("threads_neg", lambda: bpg.roundtrip_batch([IMG], threads=-2), ValueError, "threads"),
     ("threads_float", lambda: bpg.decode_batch([], threads=1.0), TypeError, "threads"),
     ("qps_too_few", lambda: bpg.encode_batch([IMG] * 3, [1, 2]), ValueError, "3 images, 2 qps"),
@@ -314,6 +314,7 @@ def test_unsupported_header_features_are_refused(small_files):
         except bpg.BPGError:
             continue
         assert info2.supported is False, name
+        assert info2.unsupported_reason == str(info.value), name
 
 
 @pytest.mark.parametrize(

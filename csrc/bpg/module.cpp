@@ -173,6 +173,7 @@ py::dict read_info(const py::object &data)
         raise({s, err}, "");
     py::dict d = info_dict(info);
     d["supported"] = s == BPG_OK;
+    d["unsupported_reason"] = s == BPG_OK ? std::string() : std::string(err);
     return d;
 }
 
