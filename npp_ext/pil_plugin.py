@@ -37,7 +37,9 @@ class BpgImageFile(ImageFile.ImageFile):
         except bpg.BPGError as e:
             raise SyntaxError(f"broken BPG header: {e}") from e
         if not info.supported:
-            raise SyntaxError("this BPG file uses a feature npp_ext cannot decode")
+            # A BPG file, identified: say why it cannot be read (Image.open passes
+            # an OSError through, a SyntaxError would only say "cannot identify").
+            raise OSError(f"unsupported BPG file: {info.unsupported_reason}")
         self._start = start
         self._mode = "RGB"
         self._size = (info.width, info.height)
@@ -58,13 +60,44 @@ class BpgImageFile(ImageFile.ImageFile):
 
 
 class _BpgDecoder(ImageFile.PyDecoder):
+    """Decodes the whole file at once: from the file on ``load()``, or from the bytes an
+    ``ImageFile.Parser`` has gathered."""
+
     _pulls_fd = True
 
-    def decode(self, buffer: bytes | Any) -> tuple[int, int]:
-        from . import _bpg
+    def init(self, args: tuple[Any, ...]) -> None:
+        self._last_len = -1  # bytes offered by the previous Parser call
+        self._tried_len = 0  # bytes of the last decoding attempt
 
-        assert self.fd is not None
-        rgb = _bpg.decode_rgb(self.fd.read())
+    def decode(self, buffer: bytes | Any) -> tuple[int, int]:
+
+        if self.fd is not None:
+            return self._finish(self.fd.read())
+        # ImageFile.Parser: BPG files do not say where they end (picture_data_length is 0
+        # in practice), so decoding is tried as the bytes grow (each time they have
+        # doubled, to keep the cost linear) and once more when Parser.close() offers the
+        # same bytes again. Consuming nothing makes the Parser keep them all.
+        n = len(buffer)
+        final = n == self._last_len
+        self._last_len = n
+        if not final and n < 2 * self._tried_len:
+            return 0, 0
+        self._tried_len = n
+        try:
+            return self._finish(bytes(buffer))
+        except OSError:
+            if final:
+                raise
+            return 0, 0
+
+    def _finish(self, data: bytes) -> tuple[int, int]:
+        from . import bpg
+
+        try:
+            rgb = bpg._bpg.decode_rgb(data, True)  # verify: a prefix never passes as whole
+        except bpg.BPGError as e:
+            # Pillow's loaders raise OSError for damaged data; callers catch that.
+            raise OSError(f"broken BPG data: {e}") from e
         self.set_as_raw(rgb.tobytes())
         return -1, 0
 
