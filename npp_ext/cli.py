@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -27,10 +28,22 @@ def _demo_images() -> dict[str, np.ndarray]:
     }
 
 
+_DESCRIPTION = """\
+In-process BPG. With no command, runs the demo: scikit-image's sample photos
+round-tripped through BPG at four QPs, with a table of bpp, PSNR and time.
+"""
+_CHROMAS = ["420", "444", "422", "gray"]
+
+
 def demo(qps: Sequence[int], level: int, threads: int | None, chroma: str) -> int:
     """Round-trip the sample photos through in-process BPG and print a rate/quality table."""
     from . import bpg
 
+    for qp in qps:  # refuse bad settings before printing anything
+        bpg._check_qp(qp)
+    bpg._check_level(level)
+    bpg._check_threads(threads)
+    bpg._chroma_code(chroma)
     images = _demo_images()
     names = list(images)
     print(f"npp_ext demo: in-process BPG, level {level}, chroma {chroma}")
@@ -54,33 +67,46 @@ def demo(qps: Sequence[int], level: int, threads: int | None, chroma: str) -> in
 def _read_image(path: str) -> np.ndarray:
     from PIL import Image
 
-    from .bpg import _pil_rgb
+    from .bpg import _check_size, _pil_rgb
 
     with Image.open(path) as im:
+        _check_size(im.height, im.width)  # before Pillow decodes pixels BPG cannot take
         return _pil_rgb(im)
+
+
+def _check_not_same_file(src: str, dst: str) -> None:
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ValueError(f"the output {dst!r} is the input: refusing to overwrite it")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``npp-ext`` command."""
-    parser = argparse.ArgumentParser(prog="npp-ext", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="npp-ext", description=_DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("demo", help="round-trip scikit-image's sample photos through BPG")
-    p.add_argument("--qp", type=int, nargs="+", default=[22, 29, 37, 47])
-    p.add_argument("--level", type=int, default=8)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--chroma", default="420")
+    p.add_argument(
+        "--qp", type=int, nargs="+", default=[22, 29, 37, 47], metavar="QP",
+        help="quantizers, 0..51 (default: 22 29 37 47)",
+    )  # fmt: skip
+    p.add_argument("--level", type=int, default=8, help="encoder effort, 1..9 (default: 8)")
+    p.add_argument("--threads", type=int, default=None, help="workers (default: one per core)")
+    p.add_argument("--chroma", choices=_CHROMAS, default="420", help="(default: 420)")
     p = sub.add_parser("encode", help="encode an image file (PNG, JPEG, ...) to .bpg")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("-q", "--qp", type=int, default=29)
-    p.add_argument("-m", "--level", type=int, default=8)
-    p.add_argument("-f", "--chroma", default="420")
+    p.add_argument("input", help="any image Pillow reads")
+    p.add_argument("output", help="the .bpg file to write")
+    p.add_argument("-q", "--qp", type=int, default=29, help="quantizer, 0..51 (default: 29)")
+    p.add_argument("-m", "--level", type=int, default=8, help="encoder effort, 1..9 (default: 8)")
+    p.add_argument("-f", "--chroma", choices=_CHROMAS, default="420", help="(default: 420)")
     p = sub.add_parser("decode", help="decode a .bpg file to PNG (or any format Pillow writes)")
-    p.add_argument("input")
-    p.add_argument("output")
-    p = sub.add_parser("info", help="print a .bpg file's header")
+    p.add_argument("input", help="the .bpg file")
+    p.add_argument("output", help="the image to write; its extension picks the format")
+    p = sub.add_parser("info", help="print a .bpg file's header (the picture data is not read)")
     p.add_argument("input")
     args = parser.parse_args(argv)
+
+    from PIL import Image
 
     from . import bpg
 
@@ -90,19 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return demo([22, 29, 37, 47], 8, None, "420")
             return demo(args.qp, args.level, args.threads, args.chroma)
         if args.command == "encode":
+            _check_not_same_file(args.input, args.output)
             n = bpg.write(
                 args.output, _read_image(args.input), args.qp, chroma=args.chroma, level=args.level
             )
             print(f"{args.output}: {n} bytes")
         elif args.command == "decode":
-            from PIL import Image
-
+            if args.output.lower().endswith(".bpg"):
+                raise ValueError("decode writes pixels: give a PNG (or other) output, not .bpg")
             Image.fromarray(bpg.read(args.input)).save(args.output)
         elif args.command == "info":
             info = bpg.read_info(args.input)
             for key, value in info.__dict__.items():
                 print(f"{key}: {value}")
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, Image.DecompressionBombError) as e:
         print(f"npp-ext: error: {e}", file=sys.stderr)
         return 1
     return 0

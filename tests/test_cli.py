@@ -1,0 +1,115 @@
+"""The ``npp-ext`` command: the demo (the default job), encode, decode, info, and its errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import npp_ext
+from npp_ext import bpg
+from npp_ext.cli import main
+
+_ROW = re.compile(r"^\| (\w+) \| (\d+)x(\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| \d+ \|$")
+
+
+def test_demo_table_matches_the_library(capsys, photos):
+    assert main(["demo", "--qp", "37", "--threads", "1"]) == 0
+    rows = [m.groups() for line in capsys.readouterr().out.splitlines() if (m := _ROW.match(line))]
+    assert [r[0] for r in rows] == ["astronaut", "chelsea", "coffee"]
+    for name, w, h, qp, bpp, psnr in rows:
+        img = photos[name]
+        assert (int(w), int(h), int(qp)) == (img.shape[1], img.shape[0], 37)
+        rec, bits = bpg.roundtrip(img, 37)
+        assert float(bpp) == pytest.approx(bits / (img.shape[0] * img.shape[1]), abs=5e-4)
+        mse = np.mean((rec.astype(float) - img) ** 2)
+        assert float(psnr) == pytest.approx(10 * np.log10(255**2 / mse), abs=5e-3)
+
+
+@pytest.mark.parametrize(
+    "args", [["--qp", "99"], ["--level", "0"], ["--threads", "-1"], ["--qp", "29", "52"]]
+)
+def test_demo_refuses_bad_settings_before_printing(capsys, args):
+    assert main(["demo", *args]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("npp-ext: error: ")
+
+
+def test_encode_decode_info(tmp_path, capsys, photo_crop):
+    img = photo_crop(40, 56, index=2)
+    src, dst, png = tmp_path / "in.png", tmp_path / "out.bpg", tmp_path / "back.png"
+    Image.fromarray(img).save(src)
+    assert main(["encode", str(src), str(dst), "-q", "33", "-f", "444", "-m", "5"]) == 0
+    assert dst.read_bytes() == bpg.encode(img, 33, chroma="444", level=5)
+    assert main(["decode", str(dst), str(png)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), bpg.read(dst))
+    capsys.readouterr()
+    assert main(["info", str(dst)]) == 0
+    out = capsys.readouterr().out
+    assert "width: 56" in out and "height: 40" in out and "chroma: 444" in out
+
+
+def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys, photo_crop):
+    png = tmp_path / "in.png"
+    Image.fromarray(photo_crop(16, 16)).save(png)
+    before = png.read_bytes()
+    good = tmp_path / "good.bpg"
+    good.write_bytes(bpg.encode(photo_crop(16, 16), 30))
+    cut = tmp_path / "cut.bpg"
+    cut.write_bytes(good.read_bytes()[:-4])
+    cases = {
+        "missing input": ["encode", str(tmp_path / "nope.png"), str(tmp_path / "o.bpg")],
+        "not an image": ["encode", str(good.with_suffix(".txt")), str(tmp_path / "o.bpg")],
+        "same file": ["encode", str(png), str(png)],
+        "qp": ["encode", str(png), str(tmp_path / "o.bpg"), "-q", "52"],
+        "missing dir": ["encode", str(png), str(tmp_path / "no" / "o.bpg")],
+        "cut file": ["decode", str(cut), str(tmp_path / "o.png")],
+        "decode to bpg": ["decode", str(good), str(tmp_path / "again.bpg")],
+        "info of a png": ["info", str(png)],
+    }
+    good.with_suffix(".txt").write_text("not an image")
+    for name, argv in cases.items():
+        assert main(argv) == 1, name
+        err = capsys.readouterr().err
+        assert err.startswith("npp-ext: error: ") and err.count("\n") == 1, (name, err)
+    assert png.read_bytes() == before  # "same file" left the input alone
+    assert not (tmp_path / "again.bpg").exists()
+
+
+def test_argument_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["encode", "a.png", "b.bpg", "-f", "420_video"])
+    assert e.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_huge_images_are_refused_with_a_message(tmp_path, capsys, monkeypatch):
+    wide = tmp_path / "wide.png"
+    Image.new("1", (bpg.MAX_SIDE + 1, 1)).save(wide)
+    assert main(["encode", str(wide), str(tmp_path / "o.bpg")]) == 1
+    assert "exceeds the size limit" in capsys.readouterr().err
+    # Pillow's decompression-bomb guard is not an OSError: still a one-line error.
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (100, 100)).save(bomb)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert main(["encode", str(bomb), str(tmp_path / "o.bpg")]) == 1
+    assert "decompression bomb" in capsys.readouterr().err
+
+
+def test_no_command_runs_the_demo(tmp_path):
+    # `python -m npp_ext` with no command is the README's main job (the four QPs).
+    pkg_root = Path(npp_ext.__file__).resolve().parents[1]  # the tree this test imported
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(pkg_root), *sys.path]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "npp_ext"], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [m.groups() for ln in proc.stdout.splitlines() if (m := _ROW.match(ln))]
+    assert [int(r[3]) for r in rows] == [22] * 3 + [29] * 3 + [37] * 3 + [47] * 3
