@@ -285,3 +285,17 @@ print("ok", len(files))
 """
     out, _ = _run_child(code, timeout=90)
     assert "ok 1" in out, out
+
+
+def test_a_stale_tmpdir_does_not_stop_encoding(monkeypatch, tmp_path):
+    """x265's lambda tables go through a temporary file: a TMPDIR that does not exist falls
+    back to /tmp, as Python's tempfile does, instead of failing every encode."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "gone"))
+    code = """
+import numpy as np
+from npp_ext import bpg
+img = np.zeros((16, 16, 3), np.uint8)
+print("decoded", bpg.decode(bpg.encode(img, 30)).shape)
+"""
+    out, _ = _run_child(code, timeout=120)
+    assert "decoded (16, 16, 3)" in out, out

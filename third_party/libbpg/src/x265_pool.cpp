@@ -56,15 +56,36 @@ int x265_csp(int chroma)
 // reference point back within 4% and 0.08 dB. x265 reads them only through
 // --lambda-file, into process-wide tables, so every encoder loads the same
 // file: written to a temporary file for the duration of encoder_open.
+//
+// The file goes to the first directory where mkstemp works: $TMPDIR, then
+// /tmp and /var/tmp, as Python's tempfile does, so that a stale TMPDIR does
+// not stop every encode.
+int make_temp_file(std::vector<char> *name, std::string *tried)
+{
+    std::vector<std::string> dirs;
+    if (const char *t = std::getenv("TMPDIR"); t != nullptr && *t)
+        dirs.emplace_back(t);
+    dirs.emplace_back("/tmp");
+    dirs.emplace_back("/var/tmp");
+    for (const std::string &dir : dirs) {
+        const std::string templ = dir + "/bpg_lambda_XXXXXX";
+        name->assign(templ.begin(), templ.end());
+        name->push_back(0);
+        const int fd = mkstemp(name->data());
+        if (fd >= 0)
+            return fd;
+        *tried += (tried->empty() ? "" : ", ") + dir;
+    }
+    return -1;
+}
+
 bool write_lambda_file(std::string *path, std::string *err)
 {
-    const char *tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/bpg_lambda_XXXXXX";
-    std::vector<char> name(templ.begin(), templ.end());
-    name.push_back(0);
-    const int fd = mkstemp(name.data());
+    std::vector<char> name;
+    std::string tried;
+    const int fd = make_temp_file(&name, &tried);
     if (fd < 0) {
-        *err = "could not create a temporary file for x265's lambda tables in " + templ;
+        *err = "could not create a temporary file for x265's lambda tables (tried " + tried + ")";
         return false;
     }
     FILE *f = fdopen(fd, "w");
