@@ -191,14 +191,19 @@ class Pool
 
   private:
     X265Encoder *open(const X265Key &key, const Config &cfg, std::string *err);
-    void close_idle_locked();
+    bool close_idle_locked();
 
     std::mutex mu_;
     std::condition_variable cv_;
     std::mutex open_mu_; // x265 open/close/cleanup touch globals: one at a time
     Config active_{0, 0};
+    // The configuration the first thread waiting for a switch wants ({0, 0}:
+    // none). While one is pending, the active configuration takes no new
+    // leases and returned encoders are closed: the switch comes as soon as the
+    // leases in flight end, and the waiter goes first then. (Admitting the
+    // active configuration meanwhile starved the waiter for tens of seconds.)
+    Config pending_{0, 0};
     int open_count_ = 0;
-    int waiting_other_ = 0;
     bool cleanup_first_;
     std::list<X265Encoder *> idle_; // most recently used first
     static constexpr size_t kMaxIdle = 8;
@@ -320,12 +325,17 @@ X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
 X265Lease Pool::acquire(const X265Key &key, std::string *err)
 {
     const Config cfg = config_for(key);
+    const Config none{0, 0};
     std::unique_lock<std::mutex> lk(mu_);
-    bool waiting = false;
     for (;;) {
-        if (open_count_ == 0 || active_ == cfg) {
-            if (waiting)
-                --waiting_other_;
+        const bool switching = pending_ != none;
+        const bool admit =
+            open_count_ == 0 ? !switching || pending_ == cfg : active_ == cfg && !switching;
+        if (admit) {
+            if (pending_ == cfg) {
+                pending_ = none;
+                cv_.notify_all(); // threads of this configuration may come in too
+            }
             // Prefer the encoder this thread used last: its x265 worker thread
             // was woken from here before, which keeps the two on one core.
             const std::thread::id me = std::this_thread::get_id();
@@ -366,31 +376,33 @@ X265Lease Pool::acquire(const X265Key &key, std::string *err)
             }
             return X265Lease(e);
         }
-        close_idle_locked();
-        if (open_count_ == 0)
+        if (active_ != cfg && !switching)
+            pending_ = cfg;
+        if (close_idle_locked()) {
+            cv_.notify_all(); // the pending thread may be able to go now
             continue;
-        if (!waiting) {
-            ++waiting_other_;
-            waiting = true;
         }
         cv_.wait(lk);
     }
 }
 
-void Pool::close_idle_locked()
+bool Pool::close_idle_locked()
 {
+    if (idle_.empty())
+        return false;
     std::lock_guard<std::mutex> olk(open_mu_);
     for (X265Encoder *e : idle_) {
         delete e;
         --open_count_;
     }
     idle_.clear();
+    return true;
 }
 
 void Pool::release(X265Encoder *e)
 {
     std::lock_guard<std::mutex> lk(mu_);
-    if (waiting_other_ > 0 || e->broken) {
+    if (pending_ != Config{0, 0} || e->broken) {
         // Someone waits to switch CTU sizes: close rather than keep.
         {
             std::lock_guard<std::mutex> olk(open_mu_);
