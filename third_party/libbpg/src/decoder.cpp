@@ -402,6 +402,18 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     return BPG_OK;
 }
 
+// Whether `height` rows `stride` bytes apart, the last one 3 * width bytes,
+// fit in `size` bytes (stride >= 3 * width > 0 is checked before). Computed
+// by division: a huge stride must not wrap the product and pass.
+bool rgb_fits(size_t size, int width, int height, ptrdiff_t stride)
+{
+    const size_t last_row = 3 * static_cast<size_t>(width);
+    if (size < last_row)
+        return false;
+    return height == 1 ||
+           static_cast<size_t>(stride) <= (size - last_row) / static_cast<size_t>(height - 1);
+}
+
 } // namespace
 } // namespace bpg
 
@@ -497,9 +509,7 @@ bpg_status bpg_decode_rgb(bpg_decoder *dec, const uint8_t *data, size_t size, ui
     if (s != BPG_OK)
         return s;
     const int w = static_cast<int>(h.width), ht = static_cast<int>(h.height);
-    if (stride < 3 * static_cast<ptrdiff_t>(w) ||
-        rgb_size <
-            static_cast<size_t>(stride) * static_cast<size_t>(ht - 1) + 3 * static_cast<size_t>(w))
+    if (stride < 3 * static_cast<ptrdiff_t>(w) || !bpg::rgb_fits(rgb_size, w, ht, stride))
         return bpg::fail(dec, BPG_ERR_BUFFER_TOO_SMALL,
                          "rgb buffer too small for " + std::to_string(w) + "x" +
                              std::to_string(ht));
@@ -524,6 +534,10 @@ bpg_status bpg_decoder_annexb(bpg_decoder *dec, const uint8_t *data, size_t size
     bpg_status s = bpg::parse_header(data, size, &h, &err);
     if (s != BPG_OK)
         return bpg::fail(dec, s, err);
+    // Unsupported features are fine here (FFmpeg may decode them), sizes past the
+    // limit are not: the SPS's coded sizes would wrap.
+    if (bpg::check_header(h, &err) == BPG_ERR_TOO_LARGE)
+        return bpg::fail(dec, BPG_ERR_TOO_LARGE, err);
     dec->annexb.clear();
     const std::vector<uint8_t> vps = bpg::make_vps(h), sps = bpg::make_sps(h);
     bpg::append_start_code(dec->annexb, vps.data(), vps.size());
@@ -561,8 +575,7 @@ bpg_status bpg_yuv_to_rgb(const uint8_t *yuv, size_t yuv_size, int width, int he
         stride < 3 * static_cast<ptrdiff_t>(width))
         return BPG_ERR_INVALID_ARGUMENT;
     if (yuv_size != bpg_cm_make_layout(width, height, chroma).total ||
-        rgb_size < static_cast<size_t>(stride) * static_cast<size_t>(height - 1) +
-                       3 * static_cast<size_t>(width))
+        !bpg::rgb_fits(rgb_size, width, height, stride))
         return BPG_ERR_BUFFER_TOO_SMALL;
     try {
         bpg::planes_to_rgb(yuv, width, height, chroma, rgb, stride);

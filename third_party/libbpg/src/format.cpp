@@ -180,8 +180,9 @@ bpg_status parse_header(const uint8_t *data, size_t size, Header *h, std::string
             return trunc;
         }
     }
-    const bool has_alpha = h->alpha1;
-    for (int plane = has_alpha ? 0 : 1; plane < 2; ++plane) {
+    // An alpha plane, or CMYK's W plane (alpha2 alone), coded in its place.
+    const bool alpha_plane = h->alpha1 || h->alpha2;
+    for (int plane = alpha_plane ? 0 : 1; plane < 2; ++plane) {
         uint32_t hlen = 0;
         if (!r.ue7(&hlen, err))
             return r.left() == 0 ? trunc : BPG_ERR_CORRUPT;

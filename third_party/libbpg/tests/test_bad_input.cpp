@@ -2,6 +2,7 @@
 // with a message: NULL pointers, out-of-range options, empty buffers, wrong
 // magic, hand-made hostile headers, every prefix of real files and every
 // single-bit flip of a small file. Usage: test_bad_input [TESTVECTORS_DIR]
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -153,6 +154,11 @@ void test_decoder_arguments(const Bytes &file, int w, int h)
         BPG_ERR_BUFFER_TOO_SMALL, "stride < 3 * width");
     expect(bpg_decode_rgb(dec, file.data(), file.size(), rgb.data(), rgb.size(), -stride, nullptr),
            BPG_ERR_BUFFER_TOO_SMALL, "negative stride");
+    // A stride whose product with the row count wraps around size_t must not pass the
+    // size check (the rows would be written far outside the buffer).
+    const ptrdiff_t wrapping = static_cast<ptrdiff_t>(SIZE_MAX / static_cast<size_t>(h - 1) + 1);
+    expect(bpg_decode_rgb(dec, file.data(), file.size(), rgb.data(), rgb.size(), wrapping, nullptr),
+           BPG_ERR_BUFFER_TOO_SMALL, "stride * (height - 1) wraps");
     Bytes bad_magic = file;
     bad_magic[3] = 0xFA;
     expect(bpg_decode_rgb(dec, bad_magic.data(), bad_magic.size(), rgb.data(), rgb.size(), stride,
@@ -394,7 +400,21 @@ void test_crafted(const Bytes &good, const Bytes &good_rgb)
                   "color_space RGB");
     expect_header(with([](Fields &f) { f.limited = 1; }), BPG_ERR_UNSUPPORTED, "limited range");
     expect_header(with([](Fields &f) { f.anim = 1; }), BPG_ERR_UNSUPPORTED, "animation");
-    expect_header(with([](Fields &f) { f.alpha2 = 1; }), BPG_ERR_UNSUPPORTED, "CMYK");
+    {
+        // CMYK: the W plane is coded in the alpha plane's place, so its hevc_header
+        // comes before the colour one although alpha1 is 0.
+        Fields f = base;
+        f.alpha2 = 1;
+        Bytes two_headers = hh;
+        two_headers.insert(two_headers.end(), hh.begin(), hh.end());
+        const Bytes cmyk = make_file(f, two_headers, data);
+        expect_header(cmyk, BPG_ERR_UNSUPPORTED, "CMYK");
+        bpg_info info;
+        CHECK(bpg_read_info(cmyk.data(), cmyk.size(), &info, nullptr, 0) == BPG_ERR_UNSUPPORTED);
+        CHECKF(info.hevc_data_offset == gi.hevc_data_offset + hh.size(),
+               "CMYK: hevc data at %zu, want %zu", info.hevc_data_offset,
+               gi.hevc_data_offset + hh.size());
+    }
     expect_header(with([](Fields &f) { f.width = 0; }), BPG_ERR_CORRUPT, "width 0");
     expect_header(with([](Fields &f) { f.height = 0; }), BPG_ERR_CORRUPT, "height 0");
     expect_header(with([](Fields &f) { f.width = BPG_MAX_SIDE + 1; }), BPG_ERR_TOO_LARGE,
@@ -403,6 +423,17 @@ void test_crafted(const Bytes &good, const Bytes &good_rgb)
                   "16384x16384");
     expect_header(with([](Fields &f) { f.width = 0xFFFFFFFFu; }), BPG_ERR_TOO_LARGE,
                   "width 2^32-1");
+    {
+        // Annex-B conversion takes unsupported files (a 10-bit one converts) but not
+        // sizes past the limit, whose SPS sizes would wrap.
+        const uint8_t *ab = nullptr;
+        size_t ab_size = 0;
+        const Bytes huge = with([](Fields &f) { f.width = 0xFFFFFFFFu; });
+        CHECK(bpg_decoder_annexb(dec, huge.data(), huge.size(), &ab, &ab_size) ==
+              BPG_ERR_TOO_LARGE);
+        const Bytes ten_bit = with([](Fields &f) { f.depth_minus8 = 2; });
+        CHECK(bpg_decoder_annexb(dec, ten_bit.data(), ten_bit.size(), &ab, &ab_size) == BPG_OK);
+    }
     expect_header(with([](Fields &f) { f.width = uint64_t{1} << 32; }), BPG_ERR_CORRUPT,
                   "width of 33 bits");
     expect_header(with([](Fields &f) { f.width = uint64_t{1} << 35; }), BPG_ERR_CORRUPT,

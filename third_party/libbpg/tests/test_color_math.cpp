@@ -4,6 +4,7 @@
 // written from the notes).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -291,6 +292,9 @@ void test_bad_arguments()
     CHECK(bpg_yuv_to_rgb(nullptr, yuv.size(), 16, 16, 1, rgb, sizeof(rgb), 48) != BPG_OK);
     CHECK(bpg_yuv_to_rgb(yuv.data(), yuv.size(), 16, 16, 1, rgb, sizeof(rgb) - 1, 48) != BPG_OK);
     CHECK(bpg_yuv_to_rgb(yuv.data(), yuv.size(), 16, 16, 1, rgb, sizeof(rgb), 47) != BPG_OK);
+    // stride * 15 wraps around size_t: refused, not written far outside rgb.
+    CHECK(bpg_yuv_to_rgb(yuv.data(), yuv.size(), 16, 16, 1, rgb, sizeof(rgb),
+                         static_cast<ptrdiff_t>(SIZE_MAX / 15 + 1)) != BPG_OK);
     CHECK(bpg_yuv_to_rgb(yuv.data(), yuv.size() - 1, 16, 16, 1, rgb, sizeof(rgb), 48) != BPG_OK);
     CHECK(bpg_yuv_to_rgb(yuv.data(), yuv.size(), 16, 16, 4, rgb, sizeof(rgb), 48) != BPG_OK);
     CHECK(bpg_yuv_to_rgb(yuv.data(), yuv.size(), 16, 16385, 1, rgb, sizeof(rgb), 48) != BPG_OK);
