@@ -128,6 +128,20 @@ void test_rgb_round_trips()
           !err.empty());
     CHECK(!bpgtools::write_ppm(path("no/such/dir/x.ppm"), rgb.data(), 4, 4, 12, &err) &&
           !err.empty());
+    // A failed write removes a partial regular file, never what the path links to
+    // (here a symlink to /dev/full, which refuses every write).
+    if (std::filesystem::exists("/dev/full")) {
+        const std::string link = path("full.ppm");
+        std::error_code ec;
+        std::filesystem::remove(link, ec);
+        std::filesystem::create_symlink("/dev/full", link, ec);
+        CHECK(!ec);
+        CHECK(!bpgtools::write_ppm(link, rgb.data(), 4, 4, 12, &err) && !err.empty());
+        CHECK(!bpgtools::write_png(link, rgb.data(), 4, 4, 12, &err) && !err.empty());
+        const Bytes big(1 << 16, 7); // more than stdio buffers before the write fails
+        CHECK(!bpgtools::write_file(link, big.data(), big.size(), &err) && !err.empty());
+        CHECK(std::filesystem::is_symlink(link));
+    }
 }
 
 void test_png_variants()

@@ -8,12 +8,22 @@
 #include <new>
 
 #include <png.h>
+#include <sys/stat.h>
 
 namespace bpgtools
 {
 
 namespace
 {
+
+// Removes a partly written output, but only a regular file: the path may name
+// a device (/dev/full, /dev/stdout) or a symlink, which must survive a failed write.
+void remove_partial_output(const std::string &path)
+{
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        std::remove(path.c_str());
+}
 
 // ---- PNG reading ----
 
@@ -322,7 +332,7 @@ bool write_file(const std::string &path, const uint8_t *data, size_t size, std::
     const bool closed = std::fclose(fp) == 0;
     if (!wrote || !closed) {
         *err = "cannot write '" + path + "'";
-        std::remove(path.c_str());
+        remove_partial_output(path);
         return false;
     }
     return true;
@@ -388,7 +398,7 @@ bool write_png(const std::string &path, const uint8_t *rgb, int width, int heigh
     const bool closed = std::fclose(fp) == 0;
     if (!ok || !closed) {
         *err = "cannot write PNG '" + path + "': " + (ok ? "write error" : st.message);
-        std::remove(path.c_str());
+        remove_partial_output(path);
         return false;
     }
     return true;
@@ -411,7 +421,7 @@ bool write_ppm(const std::string &path, const uint8_t *rgb, int width, int heigh
     const bool closed = std::fclose(fp) == 0;
     if (!ok || !closed) {
         *err = "cannot write PPM '" + path + "'";
-        std::remove(path.c_str());
+        remove_partial_output(path);
         return false;
     }
     return true;
