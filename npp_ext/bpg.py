@@ -302,7 +302,8 @@ def encode(
         qp: quantizer, 0 (best) .. 51 (smallest); the reference tool's default is 29.
         chroma: ``"420"`` (default), ``"444"``, ``"422"`` or ``"gray"``.
         level: compression level 1 (fast) .. 9 (slow): x265 presets superfast .. placebo.
-        x265_params: extra x265 options ``"name=value:name=value"`` applied after the preset.
+        x265_params: extra x265 options ``"name=value:name=value"`` applied after the preset
+            (coding tools only); a value with two parts takes a comma (``"deblock=-2,-2"``).
     """
     arr, _ = _to_rgb_u8(image)
     return _bpg.encode_rgb(
