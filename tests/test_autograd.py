@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import resource
 import threading
 import warnings
@@ -527,3 +528,67 @@ def test_checkpointed_step_runs_the_codec_once_more_not_twice(
 def test_bad_qp_tensors_raise(proxy: Proxy, qp: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="qp"):
         npp_ext.bpg_proxy(_images(n=1), qp, proxy)
+
+
+def _qp_sensitive_proxy() -> Proxy:
+    """A small proxy whose quantization step depends strongly on the QP (an untrained
+    one's gains are ~1 at every QP, so a wrong QP would go unseen)."""
+    torch.manual_seed(5)
+    p = Proxy(N=8, M=12).eval()
+    with torch.no_grad():
+        p.gain_y.fc2.weight.normal_(0, 2.0)
+        p.gain_y.fc2.bias.fill_(math.log(16.0))
+    return p
+
+
+def test_each_image_reaches_the_proxy_with_its_own_qp() -> None:
+    p = _qp_sensitive_proxy()
+    x = _images(n=2)
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+
+    def grad_through_op(qps: torch.Tensor) -> torch.Tensor:
+        x_bar = x.clone().requires_grad_(True)
+        x_hat, bits = npp_ext.BPGProxyFn.apply(x_bar, qps, p)
+        ((x_hat * w).sum() + bits.sum()).backward()
+        return x_bar.grad
+
+    def grad_of_proxy(qps: torch.Tensor) -> torch.Tensor:
+        x_in = x.clone().requires_grad_(True)
+        out = p(x_in, qps.float())
+        ((out.x_hat * w).sum() + out.bits.sum()).backward()
+        return x_in.grad
+
+    mixed = torch.tensor([12, 45])
+    torch.testing.assert_close(grad_through_op(mixed), grad_of_proxy(mixed))
+    # The QP matters to this proxy, per image: other orders give other gradients.
+    for other in (torch.tensor([45, 12]), torch.tensor([30, 30])):
+        assert not torch.allclose(grad_of_proxy(other), grad_of_proxy(mixed))
+
+
+@pytest.mark.parametrize("form", ["apply", "function", "module"])
+def test_level_and_chroma_reach_the_codec_in_every_form(proxy: Proxy, form: str) -> None:
+    x = _images(n=2)
+    qps = torch.tensor([25, 40])
+    u8 = [(x[i].clamp(0, 1) * 255).round().to(torch.uint8) for i in range(2)]
+    want = [bpg.encode(u8[i], int(q), chroma="444", level=3) for i, q in enumerate(qps)]
+    # The setting changes the files, so an ignored one could not pass.
+    assert want[0] != bpg.encode(u8[0], 25, chroma="444")
+    assert want[0] != bpg.encode(u8[0], 25, level=3)
+    x_bar = x.clone().requires_grad_(True)
+    if form == "apply":
+        x_hat, bits = npp_ext.BPGProxyFn.apply(x_bar, qps, proxy, 3, "444")
+    elif form == "function":
+        x_hat, bits = npp_ext.bpg_proxy(x_bar, qps, proxy, level=3, chroma=444)
+    else:
+        x_hat, bits = npp_ext.BPGProxy(proxy, level=3, chroma="444")(x_bar, qps)
+    assert bits.tolist() == [8 * len(d) for d in want]
+    for i, data in enumerate(want):
+        got = (x_hat[i].detach() * 255).round().to(torch.uint8)
+        assert torch.equal(got, bpg.decode(data, output="torch"))
+
+
+def test_module_puts_the_proxy_in_eval_when_built() -> None:
+    p = Proxy(N=8, M=12).train()
+    m = npp_ext.BPGProxy(p)
+    assert not p.training and not any(q.requires_grad for q in p.parameters())
+    assert m.training  # the module itself trains with the pipeline

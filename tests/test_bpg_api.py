@@ -504,6 +504,11 @@ def test_torch_float_input_and_output(photo_crop, torch):
     # gradients are not needed to encode
     assert bpg.encode(t.clone().requires_grad_(True), 30) == bpg.encode(img, 30)
     assert bpg.encode(t.double(), 30) == bpg.encode(img, 30)
+    # float in, float out in the input's own dtype
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        back, _ = bpg.roundtrip(t.to(dtype), 30)
+        assert back.dtype == dtype
+        torch.testing.assert_close(back.float(), decoded, atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "1"])
@@ -637,7 +642,8 @@ def test_chroma_given_as_its_header_code(photo_crop):
         assert bpg.encode(img, 30, chroma=int(name)) == bpg.encode(img, 30, chroma=name)
 
 
-def test_threads_zero_means_the_default(photo_crop):
+def test_threads_zero_is_accepted(photo_crop):
+    # The pool size it selects is checked in test_bpg_threads (test_threads_reach_the_pool).
     imgs = [photo_crop(16, 24, index=i) for i in range(3)]
     assert bpg.encode_batch(imgs, 30, threads=0) == bpg.encode_batch(imgs, 30)
 
@@ -656,6 +662,8 @@ def test_write_and_read_files(tmp_path, photo_crop, torch):
     np.testing.assert_array_equal(bpg.read(str(path)), bpg.decode(data))
     t = bpg.read(path, output="torch")
     assert isinstance(t, torch.Tensor) and t.shape == (3, 33, 20)
+    pil = bpg.read(path, output="pil")
+    assert pil.mode == "RGB" and np.array_equal(np.asarray(pil), bpg.decode(data))
     np.testing.assert_array_equal(bpg.read(path, verify=False), bpg.decode(data))
     with pytest.raises(TypeError, match="verify"):  # passed on to decode, which checks it
         bpg.read(path, verify=1)
@@ -731,3 +739,56 @@ def test_a_bad_image_in_a_list_batch_is_named(photo_crop):
     good = photo_crop(8, 8)
     with pytest.raises(ValueError, match="image 1: image must be at least 1x1"):
         bpg.encode_batch([good, good[:, :0]], 30)
+
+
+# ---- every entry point passes its options on ---------------------------------------------
+
+
+def _through_every_encoder(img, tmp_path, **opts) -> list[bytes]:
+    """The file each encoding entry point makes of img at QP 30 with opts."""
+    h, w = img.shape[:2]
+    chroma = opts.get("chroma", "420")
+    rec, bits = bpg.roundtrip(img, 30, **opts)
+    (rt_file,) = bpg.roundtrip_batch([img], 30, **opts).files
+    path = tmp_path / "opts.bpg"
+    bpg.write(path, img, 30, **opts)
+    files = [
+        bpg.encode(img, 30, **opts),
+        *bpg.encode_batch([img], 30, **opts),
+        rt_file,
+        bpg.encode_yuv(bpg.rgb_to_yuv(img, chroma), w, h, 30, **opts),
+        path.read_bytes(),
+    ]
+    assert bits == 8 * len(files[0])
+    np.testing.assert_array_equal(rec, bpg.decode(files[0]))
+    return files
+
+
+def test_level_and_x265_params_reach_the_encoder_everywhere(photo_crop, tmp_path):
+    img = photo_crop(48, 64, index=4)
+    fast = _through_every_encoder(img, tmp_path, level=1)
+    slow = _through_every_encoder(img, tmp_path, level=9)
+    assert len(set(fast)) == 1 and len(set(slow)) == 1  # every entry point agrees
+    assert fast[0] != slow[0]  # and the level changes the file (ultrafast vs placebo)
+    no_sao = _through_every_encoder(img, tmp_path, x265_params="no-sao=1")
+    assert len(set(no_sao)) == 1
+    assert bpg.read_info(no_sao[0]).hevc["sao"] is False  # the header says what x265 did
+    assert bpg.read_info(bpg.encode(img, 30)).hevc["sao"] is True
+
+
+def test_verify_reaches_the_decoder_everywhere(testvectors_dir):
+    # A cut in the slice data that verification names (see test_bpg_robustness): without
+    # it the cut decodes, or is caught later by the undecoded-block check.
+    cut = (testvectors_dir / "chelsea_odd_101x77_q30_420.bpg").read_bytes()[:393]
+    decoders = {
+        "decode": bpg.decode,
+        "decode_batch": lambda d, **kw: bpg.decode_batch([d], **kw),
+        "decode_yuv": bpg.decode_yuv,
+    }
+    for name, decode in decoders.items():
+        with pytest.raises(bpg.BPGError, match="its decoding runs past its end"):
+            decode(cut)
+        try:
+            decode(cut, verify=False)
+        except bpg.BPGError as e:
+            assert "not completely decoded" in str(e), name

@@ -177,15 +177,18 @@ def _runs_concurrently(call) -> tuple[int, float]:
 
 def _assert_gil_released(call, what: str) -> None:
     # A call holding the GIL never lets a tick in; a loaded machine may starve the ticker
-    # once, so three tries.
+    # once, so three tries. On a machine fast enough to finish in under 30 ms the call is
+    # repeated (each repetition holds or releases the GIL just the same).
+    repeat = 1
     seen = []
-    for _ in range(3):
-        inside, duration = _runs_concurrently(call)
-        if duration < 0.03:
-            pytest.skip(f"{what} took {duration * 1000:.0f} ms, too short to tell")
+    while len(seen) < 3:
+        inside, duration = _runs_concurrently(lambda n=repeat: [call() for _ in range(n)])
+        if duration < 0.03 and repeat < 1024:
+            repeat *= 4
+            continue
         if inside > 0:
             return
-        seen.append(f"{duration * 1000:.0f} ms")
+        seen.append(f"{duration * 1000:.0f} ms for {repeat}")
     raise AssertionError(f"no Python ran during {what} ({', '.join(seen)})")
 
 
@@ -246,23 +249,35 @@ def _run_child(code: str, timeout: float) -> tuple[str, float]:
 
 
 def test_ctrl_c_stops_a_long_batch():
-    """Python checks for signals while a batch runs: Ctrl-C does not wait for the last image."""
+    """Python checks for signals while a batch runs: Ctrl-C does not wait for the last image.
+
+    Judged against this machine's own speed: after the signal, only the images already
+    being coded (one per thread) may finish, not the 20 rounds left of the batch.
+    """
     code = """
 import os, signal, threading, time
 import numpy as np
 from npp_ext import bpg
 imgs = np.random.default_rng(0).integers(0, 256, (40, 512, 512, 3), np.uint8)
-threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
-t0 = time.monotonic()
+t = time.monotonic()
+bpg.roundtrip_batch(imgs[:2], 22, level=8, threads=2)
+one_round = time.monotonic() - t
+fired = {}
+def fire():
+    fired["t"] = time.monotonic()
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Timer(2 * one_round, fire).start()
 try:
     bpg.roundtrip_batch(imgs, 22, level=8, threads=2)
-    print("finished after %.1f s" % (time.monotonic() - t0))
+    print("finished")
 except KeyboardInterrupt:
-    print("interrupted after %.1f s" % (time.monotonic() - t0))
+    print("interrupted lag %.3f round %.3f" % (time.monotonic() - fired["t"], one_round))
 """
-    out, _ = _run_child(code, timeout=120)
-    assert "interrupted after" in out, out
-    assert float(out.split("interrupted after")[1].split()[0]) < 3.0, out
+    out, _ = _run_child(code, timeout=300)
+    assert "interrupted lag" in out, out
+    words = out.split("interrupted lag")[1].split()
+    lag, one_round = float(words[0]), float(words[2])
+    assert lag < 2 * one_round + 0.5, out  # the batch had about 18 rounds left
 
 
 def test_running_out_of_threads_is_not_a_hang():
@@ -299,3 +314,23 @@ print("decoded", bpg.decode(bpg.encode(img, 30)).shape)
 """
     out, _ = _run_child(code, timeout=120)
     assert "decoded (16, 16, 3)" in out, out
+
+
+def test_threads_reach_the_pool():
+    """The pool grows to what a batch asks for: one more thread than cores shows it."""
+    code = """
+import os
+import numpy as np
+from npp_ext import bpg, _bpg
+n = (os.cpu_count() or 1) + 1
+img = np.zeros((16, 16, 3), np.uint8)
+bpg.roundtrip_batch([img] * 2, 30, threads=n)
+print("pool", _bpg.pool_threads(1), "want", n)
+bpg.decode_batch(bpg.encode_batch([img], 30), threads=n + 1)
+print("pool", _bpg.pool_threads(1), "want", n + 1)
+"""
+    out, _ = _run_child(code, timeout=120)
+    sizes = [line.split() for line in out.splitlines() if line.startswith("pool")]
+    assert len(sizes) == 2, out
+    for _, got, _, want in sizes:
+        assert int(got) == int(want), out

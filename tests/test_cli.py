@@ -20,13 +20,17 @@ _ROW = re.compile(r"^\| (\w+) \| (\d+)x(\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|
 
 
 def test_demo_table_matches_the_library(capsys, photos):
-    assert main(["demo", "--qp", "37", "--threads", "1"]) == 0
-    rows = [m.groups() for line in capsys.readouterr().out.splitlines() if (m := _ROW.match(line))]
+    # Settings other than the defaults, so that an ignored one shows in the numbers.
+    argv = ["demo", "--qp", "37", "--threads", "1", "--chroma", "444", "--level", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "level 3, chroma 444" in out
+    rows = [m.groups() for line in out.splitlines() if (m := _ROW.match(line))]
     assert [r[0] for r in rows] == ["astronaut", "chelsea", "coffee"]
     for name, w, h, qp, bpp, psnr in rows:
         img = photos[name]
         assert (int(w), int(h), int(qp)) == (img.shape[1], img.shape[0], 37)
-        rec, bits = bpg.roundtrip(img, 37)
+        rec, bits = bpg.roundtrip(img, 37, chroma="444", level=3)
         assert float(bpp) == pytest.approx(bits / (img.shape[0] * img.shape[1]), abs=5e-4)
         mse = np.mean((rec.astype(float) - img) ** 2)
         assert float(psnr) == pytest.approx(10 * np.log10(255**2 / mse), abs=5e-3)

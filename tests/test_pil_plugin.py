@@ -127,6 +127,8 @@ def test_16_bit_grey_is_scaled_to_8_bits_not_clipped(tmp_path):
         assert im.mode.startswith("I;16")
         im.save(tmp_path / "grey16.bpg", qp=10)
         direct = bpg.decode(bpg.encode(im, 10))
+        # Exactly the rounded 8-bit levels go to the encoder: the same file as from them.
+        assert bpg.encode(im, 10) == bpg.encode(np.repeat(want[:, :, None], 3, axis=2), 10)
     for out in (direct, bpg.read(tmp_path / "grey16.bpg")):
         assert np.abs(out.astype(int) - want[:, :, None]).max() <= 4
     assert main(["encode", str(tmp_path / "grey16.png"), str(tmp_path / "cli.bpg")]) == 0
@@ -246,3 +248,11 @@ def test_verify_refuses_a_cut_file(testvectors_dir):
     with Image.open(io.BytesIO(data[:393])) as im:  # cut inside the slice data
         with pytest.raises(SyntaxError, match="truncated"):
             im.verify()
+
+
+def test_load_verifies_the_slice_data(testvectors_dir):
+    # Cut inside the slice data: only verification names it (test_bpg_robustness).
+    cut = (testvectors_dir / "chelsea_odd_101x77_q30_420.bpg").read_bytes()[:393]
+    with Image.open(io.BytesIO(cut)) as im:
+        with pytest.raises(OSError, match="runs past its end"):
+            im.load()
