@@ -7,6 +7,7 @@ import functools
 import importlib
 import io
 import math
+import re
 
 import pytest
 
@@ -134,15 +135,37 @@ def test_qa_layer_and_gain_start_near_one_and_keep_their_sign():
     q = torch.linspace(0, 1, 52)[:, None]
     s = QALayer(16, 8)(q)
     assert s.shape == (52, 8)
-    assert ((s - 1).abs() < 0.2).all()
+    # QALayer promises scales within ~1% of 1: s - 1 = sum of m=16 hidden units in
+    # [0, 1.5] times N(0, 1e-3) weights, a std of at most 6e-3. Measured max here: 0.0085.
+    assert ((s - 1).abs() < 0.025).all()
     gain = QPGain(16, 8)
     with torch.no_grad():
         gain.fc2.bias.fill_(-50.0)  # far beyond the bound: still positive and finite
     g = gain(q)
     assert (g > 0).all() and torch.isfinite(g).all()
+    # QPGain's last weights are 10x larger (N(0, 0.01)): measured max |g - 1| here 0.076.
     assert ((QPGain(16, 8)(q) - 1).abs() < 0.2).all()
     with pytest.raises(ValueError, match=r"\(N, 1\)"):
         QALayer(4, 3)(torch.zeros(3))
+
+
+@pytest.mark.parametrize("max_log_gain", [8.0, 2.0])
+def test_qp_gain_is_softly_bounded_by_tanh(max_log_gain):
+    q = torch.linspace(0, 1, 11)[:, None]
+    gain = QPGain(4, 3, max_log_gain=max_log_gain)
+    lo, hi = math.exp(-max_log_gain), math.exp(max_log_gain)
+    with torch.no_grad():
+        gain.fc2.weight.zero_()
+        for bias, edge in ((50.0, hi), (-50.0, lo)):
+            gain.fc2.bias.fill_(bias)
+            g = gain(q)
+            # within [exp(-b), exp(b)] (float32 rounding aside) and pressed against the edge
+            assert (g >= lo * (1 - 1e-6)).all() and (g <= hi * (1 + 1e-6)).all(), g
+            torch.testing.assert_close(g, torch.full_like(g, edge), rtol=1e-3, atol=0)
+        # inside the bound the log-gain is b * tanh(l / b), not a hard clamp
+        gain.fc2.bias.copy_(torch.tensor([0.5, 1.5, -1.0]))
+        want = [math.exp(max_log_gain * math.tanh(v / max_log_gain)) for v in (0.5, 1.5, -1.0)]
+        torch.testing.assert_close(gain(q), torch.tensor(want).expand(11, 3), rtol=1e-6, atol=0)
 
 
 def test_lower_bound_lets_only_upward_gradients_through_below_the_bound():
@@ -191,6 +214,48 @@ def test_masked_conv_is_causal():
 
 
 # --------------------------------------------------------------------------- entropy models
+
+
+def test_estimate_bits_sums_minus_log2_over_each_image():
+    # image 0: 1 + 2 + 3 + 0 + 1 + 1 = 8 bits; image 1: 10 + 0 + 4 + 2 + 1 + 7 = 24 bits
+    p = [[0.5, 0.25, 0.125, 1.0, 0.5, 0.5], [2.0**-10, 1.0, 2.0**-4, 0.25, 0.5, 2.0**-7]]
+    lik = torch.tensor(p).view(2, 2, 1, 3)
+    want = torch.tensor([sum(-math.log2(v) for v in row) for row in p])
+    assert want.tolist() == [8.0, 24.0]
+    torch.testing.assert_close(estimate_bits(lik), want, rtol=1e-6, atol=0)
+    g = torch.Generator().manual_seed(0)
+    lik = torch.rand(3, 4, 5, 6, generator=g, dtype=torch.float64) * 0.999 + 1e-3
+    want = [sum(-math.log2(v) for v in img.flatten().tolist()) for img in lik]
+    torch.testing.assert_close(
+        estimate_bits(lik), torch.tensor(want, dtype=lik.dtype), rtol=1e-12, atol=0
+    )
+
+
+def _assert_unit_uniform_noise(noise: torch.Tensor) -> None:
+    """``noise`` looks like U(-0.5, 0.5) samples: full range, zero mean, variance 1/12."""
+    noise = noise.detach().double().flatten()
+    assert noise.abs().max() <= 0.5
+    assert noise.max() > 0.45 and noise.min() < -0.45  # reaches both ends of the bin
+    assert abs(noise.mean().item()) < 0.01
+    # 1/12 = 0.0833; the sample variance of 1e5 draws is within ~3e-4 of it
+    assert abs(noise.var().item() - 1 / 12) < 0.02 / 12, noise.var().item()
+
+
+def test_training_noise_of_both_entropy_models_is_uniform_over_one_bin():
+    torch.manual_seed(0)
+    # Integer latents: k + n (|n| <= 0.5) rounds to at most k +- 0.5, both representable,
+    # and (k + n) - k is exact, so the noise is recovered without float error.
+    eb = EntropyBottleneck(4).train()
+    z = torch.randint(-3, 4, (4, 4, 80, 80)).float()
+    z_hat, _ = eb(z)
+    _assert_unit_uniform_noise(z_hat - z)
+    gc = GaussianConditional().train()
+    y = torch.randint(-3, 4, (4, 4, 80, 80)).float()
+    means = torch.randn_like(y)
+    y_hat, _ = gc(y, torch.ones_like(y), means)
+    _assert_unit_uniform_noise(y_hat - y)
+    # the context model's path quantizes without means
+    _assert_unit_uniform_noise(gc.quantize(y, noise=True) - y)
 
 
 def test_entropy_bottleneck_is_a_normalised_pmf_and_rounds_around_medians():
@@ -280,9 +345,20 @@ def test_npp_untrained_is_close_to_identity(fused_ops):
     torch.manual_seed(1)
     model = NPP().eval()
     x = _smooth_image(40, 24)
-    with torch.no_grad():
-        y = model(x, 30)
-    assert (y - x).abs().max() < 0.05
+    head = []
+    hook = model.head.register_forward_hook(lambda mod, args, out: head.append(out))
+    try:
+        with torch.no_grad():
+            y = model(x, 30)
+    finally:
+        hook.remove()
+    # The U-Net branch, relu(head(.)), starts tiny: its last conv is 1/100 of PyTorch's
+    # default init. Measured: 1.5e-4 for this seed, at most 1.6e-4 over seeds 0-7.
+    assert F.relu(head[0]).abs().max() < 5e-4
+    # The pixel branch is the identity up to its two QA scales (each within ~1% of 1, so
+    # <= ~2% of a value in [0, 1]). Measured: 0.0079 for this seed, 0.0004-0.0089 over
+    # seeds 0-7 and QPs 0/30/51.
+    assert (y - x).abs().max() < 0.02
 
 
 def test_npp_mixed_qps_per_image(npp, fused_ops):
@@ -338,6 +414,188 @@ def test_npp_gradients_reach_every_parameter(fused_ops):
     y = model(x, torch.tensor([20, 40]))
     F.mse_loss(y, 1 - x).backward()
     _assert_all_grads(model)
+
+
+def _npp_with_visible_unet(seed: int = 0) -> NPP:
+    """An NPP whose U-Net branch matters: QP-dependent QA scales, the head's last conv at
+    PyTorch's default init scale (not 1/100) and biases that make its ReLU cut."""
+    torch.manual_seed(seed)
+    model = NPP()
+    _perturb_qa(model, seed=seed)
+    last = model.head[-1]
+    with torch.no_grad():
+        last.weight.mul_(100.0)
+        last.bias.copy_(torch.tensor([-0.3, 0.05, -0.1]))
+        # BatchNorm running stats of one training batch: untrained ones (0 and 1) let the
+        # features shrink level by level in eval mode, so the U-Net's bottom hardly counted
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        for bn in bns:
+            bn.momentum = 1.0
+        model.train()(torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(seed)), 25)
+        for bn in bns:
+            bn.momentum = 0.1
+    return model
+
+
+def _npp_from_notes(model: NPP, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
+    """The NPP forward as METHOD_NOTES.md describes it, written out independently.
+
+    Uses ``model``'s Conv/BN/Linear modules as primitives, but its own ReLUs, QA placement,
+    skips and branch sum. ``x``'s sides must be multiples of 16 and >= 32 (no padding).
+    """
+    q = (qp.double() / 51).float().reshape(-1, 1)
+
+    def qa(layer: QALayer) -> torch.Tensor:  # Linear(1->m) ReLU Linear(m->C) ReLU
+        h = F.relu(F.linear(q, layer.fc1.weight, layer.fc1.bias))
+        return F.relu(F.linear(h, layer.fc2.weight, layer.fc2.bias))[:, :, None, None]
+
+    def cbr(block: torch.nn.Module, t: torch.Tensor) -> torch.Tensor:  # conv, BN, then ReLU
+        return F.relu(block[1](block[0](t)))
+
+    def down(level, t):  # 2 x [Conv3x3 BN ReLU] (the skip), Conv3x3/2 BN ReLU
+        skip = cbr(level.body[1], cbr(level.body[0], t))
+        return skip, cbr(level.down, skip)
+
+    def up(level, t, skip):  # 2 x [Conv3x3 BN ReLU], ConvT3x3/2 BN ReLU, concat the skip
+        t = cbr(level.body[1], cbr(level.body[0], t))
+        return torch.cat([cbr(level.up, t), skip], dim=1)
+
+    # pixel branch: Conv1x1, QA (before the ReLU), ReLU, Conv1x1, QA, ReLU
+    pixel = F.relu(model.pixel_conv1(x) * qa(model.qa_pixel1))
+    pixel = F.relu(model.pixel_conv2(pixel) * qa(model.qa_pixel2))
+    # QA at the inputs of down levels 2-4 and the outputs of up levels 2-4
+    skip1, d = down(model.down1, x)
+    skip2, d = down(model.down2, d * qa(model.qa_down2))
+    skip3, d = down(model.down3, d * qa(model.qa_down3))
+    skip4, d = down(model.down4, d * qa(model.qa_down4))
+    u = up(model.up1, d, skip4)
+    u = up(model.up2, u, skip3) * qa(model.qa_up2)
+    u = up(model.up3, u, skip2) * qa(model.qa_up3)
+    u = up(model.up4, u, skip1) * qa(model.qa_up4)
+    # head: Conv3x3 64->32 BN ReLU, Conv3x3 32->32 BN ReLU, Conv1x1 32->3, ReLU
+    unet = F.relu(model.head[2](cbr(model.head[1], cbr(model.head[0], u))))
+    return (pixel + unet).clamp(0, 1)
+
+
+def _npp_from_notes_pixel_only(model: NPP, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
+    empty = copy.deepcopy(model)
+    with torch.no_grad():
+        empty.head[-1].weight.zero_()
+        empty.head[-1].bias.zero_()
+    return _npp_from_notes(empty, x, qp)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_npp_matches_the_architecture_of_the_method_notes(fused_ops, train):
+    model = _npp_with_visible_unet().train(train)
+    x = torch.rand(2, 3, 48, 32) * 0.6 + 0.1  # room below the clamp at 1
+    qp = torch.tensor([8, 47])
+    with torch.no_grad():
+        want = _npp_from_notes(copy.deepcopy(model), x, qp)
+        fused = model(x, qp)
+        plain = model.reference_forward(x, qp)
+    unet_part = want - _npp_from_notes_pixel_only(model, x, qp)
+    assert unet_part.abs().max() > 0.05  # the U-Net branch is not negligible here
+    torch.testing.assert_close(fused, want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain, want, atol=1e-5, rtol=0)
+
+
+def test_npp_feeds_every_qa_layer_the_normalized_qp_of_each_image(fused_ops):
+    model = _npp_with_visible_unet().eval()
+    qp = torch.tensor([3, 29, 51])
+    want = torch.tensor([[3 / 51], [29 / 51], [51 / 51]])
+    for forward in (model.forward, model.reference_forward):
+        seen: dict[str, list[torch.Tensor]] = {}
+        hooks = [
+            m.register_forward_pre_hook(
+                lambda mod, args, name=name, seen=seen: seen.setdefault(name, []).append(
+                    args[0].clone()
+                )
+            )
+            for name, m in model.named_modules()
+            if isinstance(m, QALayer)
+        ]
+        try:
+            with torch.no_grad():
+                forward(torch.rand(3, 3, 32, 32), qp)
+        finally:
+            for h in hooks:
+                h.remove()
+        assert len(seen) == 8, sorted(seen)
+        for name, inputs in seen.items():
+            assert len(inputs) == 1, f"{name} ran {len(inputs)} times"
+            torch.testing.assert_close(inputs[0], want, rtol=1e-6, atol=0, msg=name)
+
+
+def test_npp_qa_widths_and_parameter_count_follow_the_method_notes():
+    # (m, C) of each QA layer, from METHOD_NOTES.md
+    widths = {
+        "qa_pixel1": (16, 3),
+        "qa_pixel2": (16, 3),
+        "qa_down2": (32, 32),
+        "qa_down3": (32, 64),
+        "qa_down4": (64, 128),
+        "qa_up2": (64, 256),
+        "qa_up3": (64, 128),
+        "qa_up4": (32, 64),
+    }
+    model = NPP()
+    for name, (m, c) in widths.items():
+        layer = getattr(model, name)
+        shapes = (tuple(layer.fc1.weight.shape), tuple(layer.fc2.weight.shape))
+        assert shapes == ((m, 1), (c, m)), f"{name}: {shapes}"
+
+    def qa(m: int, c: int) -> int:  # Linear(1->m) + Linear(m->C), with biases
+        return (m + m) + (m * c + c)
+
+    def cbr(cin: int, cout: int) -> int:  # Conv3x3 without bias (BN follows) + BN affine
+        return 9 * cin * cout + 2 * cout
+
+    # U-Net widths 32/64/128/256; an up level's body keeps the width it receives and its
+    # ConvT halves it, so that the concat with the skip gives the C of the next QA layer
+    down_io = [(3, 32), (32, 64), (64, 128), (128, 256)]
+    up_io = [(256, 256, 256), (512, 256, 128), (256, 128, 64), (128, 64, 32)]
+    want = {
+        "pixel_conv1": 3 * 3 + 3,
+        "pixel_conv2": 3 * 3 + 3,
+        "head": cbr(64, 32) + cbr(32, 32) + (32 * 3 + 3),
+    }
+    want.update({name: qa(m, c) for name, (m, c) in widths.items()})
+    for i, (cin, c) in enumerate(down_io, 1):
+        want[f"down{i}"] = cbr(cin, c) + 2 * cbr(c, c)
+    for i, (cin, cmid, cout) in enumerate(up_io, 1):
+        want[f"up{i}"] = cbr(cin, cmid) + cbr(cmid, cmid) + cbr(cmid, cout)
+    got = {name: sum(p.numel() for p in m.parameters()) for name, m in model.named_children()}
+    assert got == want
+    assert sum(p.numel() for p in model.parameters()) == sum(want.values())
+
+
+def test_npp_pads_by_replicating_the_border(fused_ops):
+    model = _npp_with_visible_unet().eval()
+    x = torch.rand(1, 3, 37, 45)  # padded inside to 48 x 48
+    replicated = F.pad(x, (0, 3, 0, 11), mode="replicate")
+    zeros = F.pad(x, (0, 3, 0, 11))
+    with torch.no_grad():
+        got = model(x, 30)
+        want = model(replicated, 30)[:, :, :37, :45]
+        zero_padded = model(zeros, 30)[:, :, :37, :45]
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    # the check can tell: zero padding would change the last rows and columns
+    assert (zero_padded - want).abs()[:, :, -4:, :].max() > 1e-3
+    assert (zero_padded - want).abs()[:, :, :, -4:].max() > 1e-3
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 5), (5, 17), (16, 16), (20, 40)])
+def test_npp_trains_on_one_small_image(fused_ops, size):
+    # BatchNorm in training mode needs more than one value per channel; with one image
+    # the U-Net's bottom only has that if the padded sides are at least 32.
+    torch.manual_seed(0)
+    model = NPP().train()
+    x = torch.rand(1, 3, *size)
+    for forward in (model.forward, model.reference_forward):
+        y = forward(x, 30)
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        y.sum().backward()
 
 
 def test_npp_state_dict_round_trip(npp, fused_ops):
@@ -402,6 +660,114 @@ def test_proxy_gradients_reach_every_parameter(context):
     loss = out.bits.mean() / x[0, 0].numel() + 100 * F.mse_loss(out.x_hat, x) + model.aux_loss()
     loss.backward()
     _assert_all_grads(model)
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_proxy_bits_are_the_rate_of_its_likelihoods(context):
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context)
+    with torch.no_grad():
+        model.gain_y.fc2.bias.fill_(math.log(16.0))  # non-trivial rounded latents
+    x = torch.rand(2, 3, 40, 72)
+    for train in (True, False):
+        with torch.no_grad():
+            out = model.train(train)(x, torch.tensor([12, 40]))
+        # bits per image = -sum log2(likelihood) over every y and z element of that image
+        want = sum(-torch.log2(lik.double()).sum(dim=(1, 2, 3)) for lik in out.likelihoods.values())
+        assert (want > 100).all()
+        torch.testing.assert_close(out.bits.double(), want, rtol=1e-5, atol=0)
+
+
+def _set_gain(gain: QPGain, log_gain_at_0: float, log_gain_at_1: float) -> None:
+    """Make ``gain``'s pre-tanh log-gain exactly linear in the normalized QP."""
+    with torch.no_grad():
+        gain.fc1.weight.fill_(1.0)  # every hidden unit = relu(q) = q
+        gain.fc1.bias.zero_()
+        gain.fc2.weight.fill_((log_gain_at_1 - log_gain_at_0) / gain.m)
+        gain.fc2.bias.fill_(log_gain_at_0)
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_proxy_hyper_synthesis_sees_z_at_unit_scale_whatever_the_qp(context):
+    # gain_z only sets the step (1 / gain_z) with which z is quantized: h_s gets
+    # z_hat / gain_z, i.e. h_a(y) up to half a step, so with a fine step its means and
+    # scales must not depend on how large gain_z is.
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context).eval()
+    _set_gain(model.gain_y, 3.0, 3.0)  # y's step is the same at every QP ...
+    _set_gain(model.gain_z, 3.0, 6.0)  # ... z's step is 1/17.6 at QP 0 and 1/161 at QP 51
+    with torch.no_grad():
+        model.h_a[-1].weight.mul_(30.0)  # h_a(y) of order 1, so that h_s has work to do
+    q = normalize_qp(torch.tensor([0, 51]), 2)
+    with torch.no_grad():
+        gz = model.gain_z(q)
+        assert gz[0, 0] < 20 and gz[1, 0] > 150
+    hyper = []
+    hook = model.h_s.register_forward_hook(lambda mod, args, out: hyper.append(out))
+    x = torch.rand(1, 3, 64, 64).expand(2, -1, -1, -1)
+    try:
+        with torch.no_grad():
+            out = model(x, torch.tensor([0, 51]))
+            y = model.g_a(x) * model.gain_y(q)[:, :, None, None]
+            h = model.h_a(y)
+            assert h.abs().max() > 1.0
+            at_zero = model.h_s(torch.zeros_like(h))
+            unquantized = model.h_s(h) - at_zero
+    finally:
+        hook.remove()
+    # Compare the part of the means/scales that depends on z. Measured: off by <= 10% of
+    # its range at QP 0 and <= 0.6% at QP 51 over seeds 0-2; h_s fed z_hat instead of
+    # z_hat / gain_z was off by 14x-200x.
+    spread = unquantized.abs().max().item()
+    for i in range(2):
+        torch.testing.assert_close(
+            hyper[0][i] - at_zero[i], unquantized[i], atol=0.25 * spread, rtol=0
+        )
+    # and so the rate of y (whose step does not depend on the QP) is the same at both QPs
+    y_bits = estimate_bits(out.likelihoods["y"])
+    torch.testing.assert_close(y_bits[0], y_bits[1], rtol=1e-4, atol=0)
+
+
+def test_proxy_context_model_sees_only_the_quantized_latents():
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=True)
+    _set_gain(model.gain_y, 0.0, 0.0)  # gain_y == 1: y_hat is round(y) / noisy y itself
+    g = torch.Generator().manual_seed(0)
+    integers = torch.randint(-3, 4, (1, PM, 4, 4), generator=g).float()
+    offset = {"y": None}
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        # replace g_a's output by integers + an offset the test controls
+        model.g_a.register_forward_hook(lambda mod, args, out: integers + offset["y"]),
+        model.context_prediction.register_forward_hook(
+            lambda mod, args, out: seen.update(ctx_in=args[0], ctx_out=out)
+        ),
+        model.g_s.register_forward_pre_hook(lambda mod, args: seen.update(g_s_in=args[0])),
+    ]
+    x = torch.rand(1, 3, 64, 64)
+    try:
+        ctx = []
+        model.eval()
+        for seed in (1, 2):
+            # less than half a step either way: round(y) stays the same integers
+            d = torch.rand(integers.shape, generator=torch.Generator().manual_seed(seed))
+            offset["y"] = (d - 0.5) * 0.8
+            with torch.no_grad():
+                model(x, 30)
+            assert torch.equal(seen["ctx_in"], integers)
+            assert torch.equal(seen["ctx_in"], seen["g_s_in"])  # the same y_hat
+            ctx.append(seen["ctx_out"])
+        assert torch.equal(ctx[0], ctx[1])
+
+        model.train()  # y_hat = y + noise: the context sees the noisy y, as g_s does
+        with torch.no_grad():
+            model(x, 30)
+        noise = seen["ctx_in"] - (integers + offset["y"])
+        assert (noise.abs() <= 0.5 + 1e-6).all() and (noise.abs() > 1e-3).any()
+        assert torch.equal(seen["ctx_in"], seen["g_s_in"])
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def test_proxy_eval_mode_is_differentiable_with_respect_to_the_input():
@@ -512,6 +878,38 @@ def test_proxy_state_dict_round_trip(context):
         for m in (other, rebuilt):
             out = m(x, 27)
             assert torch.equal(out.x_hat, ref.x_hat) and torch.equal(out.bits, ref.bits)
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_proxy_config_from_state_dict_finds_a_non_default_gain_hidden(context):
+    torch.manual_seed(0)
+    model = Proxy(PN, PM, context=context, gain_hidden=5).eval()
+    state = model.state_dict()
+    want = {"N": PN, "M": PM, "context": context, "gain_hidden": 5}
+    assert Proxy.config_from_state_dict(state) == want
+    rebuilt = Proxy.from_state_dict(state).eval()
+    assert rebuilt.config == want == model.config
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x, 40).bits, model(x, 40).bits)
+
+
+@pytest.mark.parametrize("make", [lambda: NPP(), lambda: Proxy(PN, PM)], ids=["npp", "proxy"])
+def test_non_strict_loading_allows_missing_keys_but_not_wrong_shapes(make):
+    torch.manual_seed(0)
+    source, target = make(), make()
+    state = source.state_dict()
+    # strict=False: missing (and unexpected) keys are allowed, present ones are loaded
+    name = next(k for k, v in state.items() if v.dim() == 4)
+    value = state[name] + 1.0  # differs from what either model holds
+    partial = {name: value, "not_a_key": torch.zeros(1)}
+    target.load_state_dict(partial, strict=False)
+    assert torch.equal(target.state_dict()[name], value)
+    # ... but a tensor of the wrong shape is still refused, naming its key
+    bad = dict(partial)
+    bad[name] = value[:, :1].clone()
+    with pytest.raises(ValueError, match=re.escape(repr(name))):
+        target.load_state_dict(bad, strict=False)
 
 
 def test_proxy_mismatched_state_dict_raises_a_clear_error():
