@@ -1,5 +1,6 @@
 // bpg_decoder: a .bpg file in, planar YUV or RGB out, through libde265.
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -73,6 +74,11 @@ bpg_status check_header(const Header &h, std::string *err)
         static_cast<uint64_t>(h.width) * h.height > BPG_MAX_PIXELS) {
         *err = "picture " + std::to_string(h.width) + "x" + std::to_string(h.height) +
                " exceeds the size limit";
+        return BPG_ERR_TOO_LARGE;
+    }
+    if (h.hevc_data_size > static_cast<size_t>(INT_MAX)) {
+        *err = "HEVC data of " + std::to_string(h.hevc_data_size) +
+               " bytes: libde265 takes NAL units of at most 2 GiB";
         return BPG_ERR_TOO_LARGE;
     }
     if (h.animation) {

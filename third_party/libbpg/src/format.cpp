@@ -1,5 +1,7 @@
 #include "format.h"
 
+#include <algorithm>
+
 #include "bitstream.h"
 
 namespace bpg
@@ -61,8 +63,11 @@ bool parse_hevc_header(const uint8_t *data, size_t size, HevcParams *p, std::str
         *err = "hevc_header has out-of-range block sizes";
         return false;
     }
-    if (p->pcm && (p->pcm_bits_luma > 8 || p->pcm_bits_chroma > 8 || p->log2_min_pcm_cb > 5 ||
-                   p->log2_min_pcm_cb + p->log2_diff_max_min_pcm_cb > 5)) {
+    // PCM blocks (7.4.3.2.1): from min(MinCb, 32) to min(CTB, 32).
+    const int log2_max_pcm = p->log2_min_pcm_cb + p->log2_diff_max_min_pcm_cb;
+    if (p->pcm && (p->pcm_bits_luma > 8 || p->pcm_bits_chroma > 8 ||
+                   p->log2_min_pcm_cb < std::min(p->log2_min_cb, 5) ||
+                   log2_max_pcm > std::min(log2_max_cb, 5))) {
         *err = "hevc_header has out-of-range PCM parameters";
         return false;
     }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "bpg/bpg.h"
 #include "test_util.h"
 
@@ -478,6 +480,20 @@ void test_crafted(const Bytes &good, const Bytes &good_rgb)
                       p.pcm_bits = 0xF7;
                   }),
                   BPG_ERR_CORRUPT, "PCM sample bits 16");
+    {
+        // PCM blocks of 8x8 (the builder's) below a 16x16 minimum CB: out of HEVC's range.
+        const auto min_cb16 = [&](int pcm) {
+            return with_hevc([pcm](Hevc &p) {
+                p.min_cb = 1;
+                p.diff_cb = 2;
+                p.pcm = pcm;
+            });
+        };
+        const Bytes ok = min_cb16(0), small_pcm = min_cb16(1);
+        CHECK(bpg_read_info(ok.data(), ok.size(), nullptr, nullptr, 0) == BPG_OK);
+        CHECK(bpg_read_info(small_pcm.data(), small_pcm.size(), nullptr, nullptr, 0) ==
+              BPG_ERR_CORRUPT);
+    }
     // Codes that only fit in 32 bits must not wrap around into "valid" sizes:
     // min CB code 2^32-2 (as int: -2, so log2 size 1) with min TB code 2^32-2
     // (log2 size 0) would pass every range check done in int arithmetic.
@@ -701,6 +717,29 @@ Bytes read_all(const std::string &path)
 
 } // namespace
 
+// HEVC data of more than 2 GiB: libde265 takes a NAL's length as int, so it is refused
+// before anything reads it. Mapped, not allocated: only the header's page is touched.
+void test_over_2gib_of_hevc_data(const Bytes &file)
+{
+    bpg_info gi;
+    CHECK(bpg_read_info(file.data(), file.size(), &gi, nullptr, 0) == BPG_OK);
+    const size_t size = (size_t{1} << 31) + gi.hevc_data_offset;
+    void *map = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        std::printf("note: no 2 GiB mapping, the >2 GiB case is not tested\n");
+        return;
+    }
+    auto *data = static_cast<uint8_t *>(map);
+    std::memcpy(data, file.data(), gi.hevc_data_offset); // picture_data_length 0: to the end
+    bpg_info info;
+    CHECK(bpg_read_info(data, size, &info, nullptr, 0) == BPG_ERR_TOO_LARGE);
+    bpg_decoder *dec = bpg_decoder_new();
+    uint8_t rgb[3];
+    CHECK(bpg_decode_rgb(dec, data, size, rgb, sizeof(rgb), 3, nullptr) == BPG_ERR_TOO_LARGE);
+    bpg_decoder_free(dec);
+    munmap(map, size);
+}
+
 int main(int argc, char **argv)
 {
     test_encoder_arguments();
@@ -717,6 +756,7 @@ int main(int argc, char **argv)
     const Bytes rgb17 = bt::decode(dec, file17, 17, 9);
 
     test_decoder_arguments(file64, 64, 64);
+    test_over_2gib_of_hevc_data(file64);
     test_crafted(file64, rgb64);
     test_size_mismatch(dec, file64);
     test_prefixes(dec, file64, "64x64 4:2:0");
