@@ -250,6 +250,21 @@ void test_png_variants()
 
 void test_errors()
 {
+    // The codec's size limits apply from the header, before rows are allocated: one
+    // column more than BPG_MAX_SIDE, or BPG_MAX_PIXELS plus one row, is refused.
+    const auto ppm = [](int w, int h, size_t data_bytes) {
+        const std::string head = "P6\n" + std::to_string(w) + " " + std::to_string(h) + "\n255\n";
+        Bytes b(head.begin(), head.end());
+        b.resize(b.size() + data_bytes, 9);
+        return b;
+    };
+    write_bytes(path("widest.ppm"), ppm(BPG_MAX_SIDE, 1, 3 * BPG_MAX_SIDE));
+    CHECK(read_ok(path("widest.ppm"), nullptr, "a BPG_MAX_SIDE-wide PPM").width == BPG_MAX_SIDE);
+    write_bytes(path("too_wide.ppm"), ppm(BPG_MAX_SIDE + 1, 1, 3 * (BPG_MAX_SIDE + 1)));
+    expect_fail(path("too_wide.ppm"), "one column too wide", "width exceeds 16384");
+    const int rows = static_cast<int>(BPG_MAX_PIXELS / BPG_MAX_SIDE) + 1;
+    write_bytes(path("too_many.ppm"), ppm(BPG_MAX_SIDE, rows, 0)); // header alone
+    expect_fail(path("too_many.ppm"), "BPG_MAX_PIXELS exceeded", "out of range");
     expect_fail(path("does-not-exist.png"), "missing file", "cannot open");
     write_bytes(path("empty.png"), {});
     expect_fail(path("empty.png"), "empty file", "empty");

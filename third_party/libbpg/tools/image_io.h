@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "bpg/bpg.h"
+
 namespace bpgtools
 {
 
@@ -18,10 +20,11 @@ struct Image {
     ptrdiff_t stride() const { return 3 * static_cast<ptrdiff_t>(width); }
 };
 
-// Largest picture the readers accept, so that a hostile header cannot make
-// them allocate gigabytes (the codec's own limit is lower still).
-constexpr int kMaxImageSide = 1 << 16;
-constexpr uint64_t kMaxImagePixels = uint64_t{1} << 28;
+// Largest picture the readers accept: the codec's own limits, checked from the
+// header before any row is allocated (a PNG of a few hundred kB must not cost
+// hundreds of MB before the encoder refuses its size anyway).
+constexpr int kMaxImageSide = BPG_MAX_SIDE;
+constexpr uint64_t kMaxImagePixels = BPG_MAX_PIXELS;
 
 // Reads a PNG (any bit depth / colour type), PPM (P6) or PGM (P5), chosen by
 // the file's signature. On success returns true and fills *img; *warning
