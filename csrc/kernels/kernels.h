@@ -30,18 +30,44 @@ constexpr int kChroma444 = 3;
 // Largest side accepted by the YUV kernels: keeps every per-row index in int.
 constexpr int kMaxSide = 1 << 16;
 
-// Argument checks shared by the CPU and CUDA YUV entry points.
-inline bool yuv_sizes_ok(int64_t n, int height, int width)
-{
-    return n >= 0 && height >= 1 && width >= 1 && height <= kMaxSide && width <= kMaxSide;
-}
-inline bool yuv_chroma_ok(int chroma) { return chroma == kChroma420 || chroma == kChroma444; }
-
 // Whether no buffer is null. A tensor whose storage was freed (or a fake one)
 // hands over address 0: refused with a Status, never dereferenced.
 inline bool all_set(std::initializer_list<const void *> ptrs)
 {
     return std::none_of(ptrs.begin(), ptrs.end(), [](const void *p) { return p == nullptr; });
+}
+
+// The argument check of the CPU and CUDA YUV entry points, in the messages of
+// one of them (Status strings are static).
+struct YuvOp {
+    Status bad_sizes, bad_chroma, null_pointer;
+};
+constexpr YuvOp kRgbToYuv{"rgb_to_yuv: bad sizes",
+                          "rgb_to_yuv: chroma must be 1 (4:2:0) or 3 (4:4:4)",
+                          "rgb_to_yuv: null pointer"};
+constexpr YuvOp kYuvToRgb{"yuv_to_rgb: bad sizes",
+                          "yuv_to_rgb: chroma must be 1 (4:2:0) or 3 (4:4:4)",
+                          "yuv_to_rgb: null pointer"};
+inline Status yuv_check(const YuvOp &op, int64_t n, int height, int width, int chroma,
+                        const void *in, const void *out)
+{
+    if (n < 0 || height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+        return op.bad_sizes;
+    if (chroma != kChroma420 && chroma != kChroma444)
+        return op.bad_chroma;
+    if (n > 0 && !all_set({in, out}))
+        return op.null_pointer;
+    return kOk;
+}
+
+// The argument check of the CPU and CUDA branch_sum_clamp entry points.
+inline Status branch_sum_check(int64_t numel, const void *a, const void *b, const void *y)
+{
+    if (numel < 0)
+        return "branch_sum_clamp: bad size";
+    if (numel > 0 && !all_set({a, b, y}))
+        return "branch_sum_clamp: null pointer";
+    return kOk;
 }
 
 template <typename T> struct PixelBranchParams {

@@ -28,10 +28,8 @@ namespace
 template <typename T>
 Status checked_branch_sum_clamp(const T *a, const T *b, T *y, int64_t numel, int num_threads)
 {
-    if (numel < 0)
-        return "branch_sum_clamp: bad size";
-    if (numel > 0 && (a == nullptr || b == nullptr || y == nullptr))
-        return "branch_sum_clamp: null pointer";
+    if (Status s = branch_sum_check(numel, a, b, y))
+        return s;
     branch_sum_clamp(a, b, y, numel, num_threads);
     return kOk;
 }

@@ -99,14 +99,10 @@ void vertical_rows(const int16_t *h, uint8_t *yuv, int64_t task_begin, int64_t t
 Status rgb_to_yuv_cpu(const float *rgb, uint8_t *yuv, int64_t n, int height, int width, int chroma,
                       int num_threads)
 {
-    if (!yuv_sizes_ok(n, height, width))
-        return "rgb_to_yuv: bad sizes";
-    if (!yuv_chroma_ok(chroma))
-        return "rgb_to_yuv: chroma must be 1 (4:2:0) or 3 (4:4:4)";
+    if (Status s = yuv_check(kRgbToYuv, n, height, width, chroma, rgb, yuv))
+        return s;
     if (n == 0)
         return kOk;
-    if (rgb == nullptr || yuv == nullptr)
-        return "rgb_to_yuv: null pointer";
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     std::vector<int16_t> h;
     if (chroma == kChroma420)

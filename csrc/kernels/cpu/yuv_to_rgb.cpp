@@ -83,14 +83,10 @@ void decode_rows(const uint8_t *yuv, float *rgb, int64_t task_begin, int64_t tas
 Status yuv_to_rgb_cpu(const uint8_t *yuv, float *rgb, int64_t n, int height, int width, int chroma,
                       int num_threads)
 {
-    if (!yuv_sizes_ok(n, height, width))
-        return "yuv_to_rgb: bad sizes";
-    if (!yuv_chroma_ok(chroma))
-        return "yuv_to_rgb: chroma must be 1 (4:2:0) or 3 (4:4:4)";
+    if (Status s = yuv_check(kYuvToRgb, n, height, width, chroma, yuv, rgb))
+        return s;
     if (n == 0)
         return kOk;
-    if (rgb == nullptr || yuv == nullptr)
-        return "yuv_to_rgb: null pointer";
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     const int64_t grain = std::max<int64_t>(1, 8192 / width);
     detail::parallel_for(n * height, grain, num_threads, [&](int64_t b, int64_t e) {

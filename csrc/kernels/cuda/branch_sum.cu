@@ -48,12 +48,10 @@ void launch(const T *a, const T *b, T *y, int64_t numel, cudaStream_t s)
 template <typename T>
 Status run(const T *a, const T *b, T *y, int64_t numel, int device, uintptr_t stream)
 {
-    if (numel < 0)
-        return "branch_sum_clamp: bad size";
+    if (Status st = branch_sum_check(numel, a, b, y))
+        return st;
     if (numel == 0)
         return kOk;
-    if (!all_set({a, b, y}))
-        return "branch_sum_clamp: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);

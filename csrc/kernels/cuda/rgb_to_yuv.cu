@@ -164,14 +164,10 @@ __global__ void __launch_bounds__(kThreads)
 Status rgb_to_yuv_cuda(const float *rgb, uint8_t *yuv, int64_t n, int height, int width, int chroma,
                        int device, uintptr_t stream)
 {
-    if (!yuv_sizes_ok(n, height, width))
-        return "rgb_to_yuv: bad sizes";
-    if (!yuv_chroma_ok(chroma))
-        return "rgb_to_yuv: chroma must be 1 (4:2:0) or 3 (4:4:4)";
+    if (Status st = yuv_check(kRgbToYuv, n, height, width, chroma, rgb, yuv))
+        return st;
     if (n == 0)
         return kOk;
-    if (!all_set({rgb, yuv}))
-        return "rgb_to_yuv: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);

@@ -119,14 +119,10 @@ __global__ void __launch_bounds__(kThreads)
 Status yuv_to_rgb_cuda(const uint8_t *yuv, float *rgb, int64_t n, int height, int width, int chroma,
                        int device, uintptr_t stream)
 {
-    if (!yuv_sizes_ok(n, height, width))
-        return "yuv_to_rgb: bad sizes";
-    if (!yuv_chroma_ok(chroma))
-        return "yuv_to_rgb: chroma must be 1 (4:2:0) or 3 (4:4:4)";
+    if (Status st = yuv_check(kYuvToRgb, n, height, width, chroma, yuv, rgb))
+        return st;
     if (n == 0)
         return kOk;
-    if (!all_set({yuv, rgb}))
-        return "yuv_to_rgb: null pointer";
     cuda::DeviceGuard guard(device);
     NPP_CUDA_TRY(guard.error());
     const cudaStream_t s = cuda::as_stream(stream);
