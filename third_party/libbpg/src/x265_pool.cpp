@@ -22,6 +22,7 @@ struct Config {
     bool operator==(const Config &o) const { return ctu == o.ctu && min_cu == o.min_cu; }
     bool operator!=(const Config &o) const { return !(*this == o); }
 };
+constexpr Config kNoConfig{0, 0}; // no encoder open yet / no switch pending
 
 Config config_for(const X265Key &k)
 {
@@ -196,13 +197,13 @@ class Pool
     std::mutex mu_;
     std::condition_variable cv_;
     std::mutex open_mu_; // x265 open/close/cleanup touch globals: one at a time
-    Config active_{0, 0};
-    // The configuration the first thread waiting for a switch wants ({0, 0}:
-    // none). While one is pending, the active configuration takes no new
+    Config active_ = kNoConfig;
+    // The configuration the first thread waiting for a switch wants (or
+    // kNoConfig). While one is pending, the active configuration takes no new
     // leases and returned encoders are closed: the switch comes as soon as the
     // leases in flight end, and the waiter goes first then. (Admitting the
     // active configuration meanwhile starved the waiter for tens of seconds.)
-    Config pending_{0, 0};
+    Config pending_ = kNoConfig;
     int open_count_ = 0;
     bool cleanup_first_;
     std::list<X265Encoder *> idle_; // most recently used first
@@ -325,15 +326,14 @@ X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
 X265Lease Pool::acquire(const X265Key &key, std::string *err)
 {
     const Config cfg = config_for(key);
-    const Config none{0, 0};
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-        const bool switching = pending_ != none;
+        const bool switching = pending_ != kNoConfig;
         const bool admit =
             open_count_ == 0 ? !switching || pending_ == cfg : active_ == cfg && !switching;
         if (admit) {
             if (pending_ == cfg) {
-                pending_ = none;
+                pending_ = kNoConfig;
                 cv_.notify_all(); // threads of this configuration may come in too
             }
             // Prefer the encoder this thread used last: its x265 worker thread
@@ -356,7 +356,7 @@ X265Lease Pool::acquire(const X265Key &key, std::string *err)
             if (active_ != cfg) {
                 // No encoder is open: reset x265's globals for the new sizes.
                 std::lock_guard<std::mutex> olk(open_mu_);
-                if (active_.ctu != 0 || cleanup_first_) {
+                if (active_ != kNoConfig || cleanup_first_) {
                     const x265_api *api = x265_api_get(8);
                     if (api != nullptr)
                         api->cleanup();
@@ -402,7 +402,7 @@ bool Pool::close_idle_locked()
 void Pool::release(X265Encoder *e)
 {
     std::lock_guard<std::mutex> lk(mu_);
-    if (pending_ != Config{0, 0} || e->broken) {
+    if (pending_ != kNoConfig || e->broken) {
         // Someone waits to switch CTU sizes: close rather than keep.
         {
             std::lock_guard<std::mutex> olk(open_mu_);
