@@ -94,7 +94,7 @@ class _BpgDecoder(ImageFile.PyDecoder):
         from . import bpg
 
         try:
-            rgb = bpg._bpg.decode_rgb(data, True)  # verify: a prefix never passes as whole
+            rgb = bpg.decode(data, verify=True)  # a prefix never passes as whole
         except bpg.BPGError as e:
             # Pillow's loaders raise OSError for damaged data; callers catch that.
             raise OSError(f"broken BPG data: {e}") from e
