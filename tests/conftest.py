@@ -1,8 +1,9 @@
 """Shared fixtures of the codec tests: sample photos, seeded random images, test vectors.
 
 Test modules must not import helpers from here by package path (in CI the package is
-pip-installed and the tests run without the source tree on ``sys.path``), so everything
-shared is a fixture or a pytest hook.
+pip-installed and the tests run without the source tree on ``sys.path``): what is shared
+is a fixture, a pytest hook, or a plain function imported as ``from conftest import ...``
+(pytest puts this directory on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -356,3 +357,16 @@ def ue7(value: int) -> bytes:
         groups.append(0x80 | (value & 0x7F))
         value >>= 7
     return bytes(reversed(groups))
+
+
+def child_env() -> dict[str, str]:
+    """Environment for a child interpreter that imports the npp_ext these tests import.
+
+    The tested package's directory goes first on PYTHONPATH, absolute: a child started in
+    another directory must neither miss a source-tree build nor pick up the repository's
+    npp_ext (no compiled modules in a clean checkout) over the installed one.
+    """
+    import npp_ext
+
+    root = str(Path(npp_ext.__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import faulthandler
-import os
 import tempfile
 import threading
 import time
@@ -11,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 from npp_ext import bpg
 
@@ -228,14 +228,6 @@ def _run_child(code: str, timeout: float) -> tuple[str, float]:
     import subprocess
     import sys
 
-    # Not from the repository root, whose npp_ext (no compiled modules in a clean checkout)
-    # would shadow the installed package; a relative PYTHONPATH (a source-tree build) is
-    # made absolute for the new directory.
-    env = dict(os.environ)
-    if env.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.pathsep.join(
-            os.path.abspath(d) for d in env["PYTHONPATH"].split(os.pathsep)
-        )
     t0 = time.monotonic()
     p = subprocess.run(
         [sys.executable, "-c", code],
@@ -243,7 +235,7 @@ def _run_child(code: str, timeout: float) -> tuple[str, float]:
         text=True,
         timeout=timeout,
         cwd=tempfile.gettempdir(),
-        env=env,
+        env=child_env(),
     )
     return p.stdout + p.stderr, time.monotonic() - t0
 

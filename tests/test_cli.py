@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import child_env
 from PIL import Image
 
-import npp_ext
 from npp_ext import bpg
 from npp_ext.cli import main
 
@@ -108,11 +106,9 @@ def test_huge_images_are_refused_with_a_message(tmp_path, capsys, monkeypatch):
 
 def test_no_command_runs_the_demo(tmp_path):
     # `python -m npp_ext` with no command is the README's main job (the four QPs).
-    pkg_root = Path(npp_ext.__file__).resolve().parents[1]  # the tree this test imported
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(pkg_root), *sys.path]))
     proc = subprocess.run(
         [sys.executable, "-m", "npp_ext"], capture_output=True, text=True, timeout=300,
-        cwd=tmp_path, env=env,
+        cwd=tmp_path, env=child_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = [m.groups() for ln in proc.stdout.splitlines() if (m := _ROW.match(ln))]

@@ -788,23 +788,18 @@ def test_torch_compile_fullgraph() -> None:
 
 
 def test_import_without_cuda_module(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    import npp_ext
+    from conftest import child_env
 
     # A fresh interpreter where _kernels_cuda cannot be imported at all.
     code = (
         "import sys; sys.modules['npp_ext._kernels_cuda'] = None; "
         "import torch, npp_ext.ops as o; print(o.rgb_to_yuv(torch.rand(1, 3, 4, 4)).shape)"
     )
-    # Import the npp_ext under test (installed or built in place), not whatever the
-    # current directory holds.
-    env = dict(os.environ, PYTHONPATH=str(Path(npp_ext.__file__).resolve().parents[1]))
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=child_env()
     )
     assert done.returncode == 0, done.stderr
 
