@@ -186,11 +186,11 @@ def psnr():
     return compute
 
 
-# ---- an independent model of the colour maths (BPG_NOTES sections 2 and 4) ---------------
+# ---- an independent model of the colour maths (docs/color.md) ----------------------------
 
 
 class ColourModel:
-    """The reference tools' 8-bit colour maths in plain numpy, written from BPG_NOTES.
+    """The reference tools' 8-bit colour maths in plain numpy, written from docs/color.md.
 
     Works in int64 throughout; ``>>`` on negative numbers floors, like the C shifts.
     The padded plane layout (Y, Cb, Cr, each padded by edge replication) follows the
@@ -350,7 +350,7 @@ def colour_model() -> ColourModel:
 
 
 def ue7(value: int) -> bytes:
-    """BPG_NOTES section 1's ue7: 7-bit groups, most significant first, high bit = more."""
+    """docs/format.md#ue7: 7-bit groups, most significant first, high bit = more."""
     groups = [value & 0x7F]
     value >>= 7
     while value:

@@ -9,8 +9,10 @@ import pytest
 from conftest import ue7
 from PIL import Image
 
-import npp_ext  # noqa: F401  (registers the Pillow plugin)
+import npp_ext
 from npp_ext import bpg
+
+npp_ext.register_bpg_opener()
 
 PIX_FMT = {"gray": "gray", "420": "yuv420p", "422": "yuv422p", "444": "yuv444p"}
 SUBSAMPLING = {"gray": None, "420": (1, 1), "422": (1, 0), "444": (0, 0)}
@@ -37,11 +39,11 @@ def test_vector_opens_exactly_with_pillow(vector, load_png):
 
 
 def test_vector_through_decode_yuv_and_the_colour_model(vector, load_png, colour_model):
-    """decode_yuv + yuv_to_rgb (library) and + the numpy model of the notes give the PNG."""
+    """decode_yuv + yuv_to_rgb (library) and + the numpy model of docs/color.md give the PNG."""
     expected = load_png(vector["dec_path"])
     yuv, info = bpg.decode_yuv(vector["path"].read_bytes())
     w, h, chroma = info.width, info.height, info.chroma
-    np.testing.assert_array_equal(bpg.yuv_to_rgb(yuv, w, h, chroma), expected)
+    np.testing.assert_array_equal(bpg.yuv_to_rgb(yuv, h, w, chroma), expected)
     np.testing.assert_array_equal(colour_model.yuv_to_rgb(yuv, w, h, chroma), expected)
 
 
@@ -124,7 +126,7 @@ def compare_with_ffmpeg(ffmpeg: str, data: bytes) -> None:
     """FFmpeg's samples of to_annexb(data) equal decode_yuv(data) over the real area."""
     yuv, info = bpg.decode_yuv(data)
     w, h, chroma = info.width, info.height, info.chroma
-    lay = bpg.yuv_layout(w, h, chroma)
+    lay = bpg.yuv_layout(h, w, chroma)
     raw = ffmpeg_decode(ffmpeg, bpg.to_annexb(data), PIX_FMT[chroma])
     # The SPS conformance window crops in chroma units, so FFmpeg's frame is the real size
     # rounded up to the subsampling (one more column/row for odd 4:2:0 sizes).
@@ -134,16 +136,14 @@ def compare_with_ffmpeg(ffmpeg: str, data: bytes) -> None:
     fcw, fch = (fw >> sub[0], fh >> sub[1]) if chroma != "gray" else (0, 0)
     assert len(raw) == fw * fh + 2 * fcw * fch, (len(raw), fw, fh, fcw, fch)
     planes_ff = [np.frombuffer(raw, np.uint8, fw * fh).reshape(fh, fw)]
-    planes_ours = [yuv[: lay["y_size"]].reshape(lay["coded_h"], lay["coded_w"])]
+    planes_ours = [yuv[: lay.y_size].reshape(lay.coded_h, lay.coded_w)]
     reals = [(h, w)]
     for i in range(2 if chroma != "gray" else 0):
         off = fw * fh + i * fcw * fch
         planes_ff.append(np.frombuffer(raw, np.uint8, fcw * fch, off).reshape(fch, fcw))
-        start = lay["y_size"] + i * lay["c_size"]
-        planes_ours.append(
-            yuv[start : start + lay["c_size"]].reshape(lay["coded_ch"], lay["coded_cw"])
-        )
-        reals.append((lay["chroma_h"], lay["chroma_w"]))
+        start = lay.y_size + i * lay.c_size
+        planes_ours.append(yuv[start : start + lay.c_size].reshape(lay.coded_ch, lay.coded_cw))
+        reals.append((lay.chroma_h, lay.chroma_w))
     names = "YUV"[: len(planes_ff)]
     for name, ff, ours, (rh, rw) in zip(names, planes_ff, planes_ours, reals, strict=True):
         np.testing.assert_array_equal(ours[:rh, :rw], ff[:rh, :rw], err_msg=f"plane {name}")

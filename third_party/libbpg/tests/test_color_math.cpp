@@ -1,7 +1,7 @@
 // Tests (1) and (2): the colour-maths constants against the BT.601 formulas
-// of BPG_NOTES, and bpg_rgb_to_yuv / bpg_yuv_to_rgb (round trip of flat
+// of docs/color.md, and bpg_rgb_to_yuv / bpg_yuv_to_rgb (round trip of flat
 // colours, plane layout and padding, decimation against a reimplementation
-// written from the notes).
+// written from docs/color.md).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -54,7 +54,7 @@ void test_constants()
         CHECKF(have_inv[i] == fixed(inv[i], si), "inverse coefficient %d: %ld, formula gives %ld",
                i, have_inv[i], fixed(inv[i], si));
 
-    // Filter taps as listed in the notes, and their gains.
+    // Filter taps as listed in docs/color.md, and their gains.
     const int down[10] = {2, -4, -8, 17, 57, 57, 17, -8, -4, 2};
     const int up_even[7] = {2, -6, 18, 57, -10, 4, -1};
     const int up_odd[7] = {-1, 4, -10, 57, 18, -6, 2};
@@ -109,7 +109,7 @@ void test_constants()
     CHECKF(worst <= 1, "integer RGB->YCbCr differs from the formula by %d", worst);
 }
 
-// ---- an independent decimation, written from BPG_NOTES section 2 ----
+// ---- an independent decimation, written from docs/color.md#420-downsampling ----
 
 const int kDown[10] = {2, -4, -8, 17, 57, 57, 17, -8, -4, 2};
 
@@ -226,7 +226,7 @@ void test_layout(int w, int h, int chroma, uint32_t seed)
             for (int x = 0; x < l.chroma_w; ++x)
                 bad += plane[static_cast<size_t>(y) * l.coded_cw + x] !=
                        want[static_cast<size_t>(y) * rw + x];
-        CHECKF(bad == 0, "%d %s samples differ from the notes' decimation (%dx%d %s)", bad,
+        CHECKF(bad == 0, "%d %s samples differ from docs/color.md's decimation (%dx%d %s)", bad,
                c == 0 ? "Cb" : "Cr", w, h, bt::chroma_name(chroma));
         check_padding(plane, l.chroma_w, l.chroma_h, l.coded_cw, l.coded_ch, c == 0 ? "Cb" : "Cr",
                       w, h, chroma);

@@ -1,5 +1,5 @@
 // Test (6): header fields round trip. Files made by the encoder are parsed
-// by an independent reader written from BPG_NOTES section 1, and compared
+// by an independent reader written from docs/format.md#layout, and compared
 // with bpg_read_info and with what the encoder was asked for.
 // Usage: test_header [TESTVECTORS_DIR]
 #include <algorithm>
@@ -237,7 +237,7 @@ int main(int argc, char **argv)
         check_own_file(enc, dec, 72, 64, BPG_CM_420, level);
 
     // At the default level a picture of at least one 64x64 CTB gets the
-    // reference encoder's colour hevc_header (BPG_NOTES section 1).
+    // reference encoder's colour hevc_header (docs/format.md#default-header).
     const Bytes rgb = bt::make_image(64, 64, 5);
     const Bytes f = bt::encode(enc, rgb, 64, 64, 29, BPG_CM_420, 8);
     const Parsed p = parse(f);
@@ -255,7 +255,7 @@ int main(int argc, char **argv)
             const Bytes ref = read_all(e.path().string());
             const Parsed rp = parse(ref);
             compare_with_info(ref, rp, e.path().filename().string());
-            CHECKF(rp.ok && rp.hevc_header == want, "%s: hevc_header differs from the notes",
+            CHECKF(rp.ok && rp.hevc_header == want, "%s: hevc_header differs from docs/format.md",
                    e.path().filename().string().c_str());
             ++vectors;
         }

@@ -5,7 +5,7 @@
  * produce from the same 8-bit RGB. Everything is inline, branch-light and
  * free of tables so that it compiles unchanged for device code.
  *
- * The numbers follow ../../../../shared/BPG_NOTES.md (sections 2 and 4):
+ * The numbers follow docs/color.md at the repository root:
  *  - forward matrix in fixed point with 23 fractional bits,
  *  - 4:2:0 decimation with the 10-tap half-phase filter (horizontal first,
  *    extra precision kept between the passes),
