@@ -3,7 +3,7 @@
 For a batch of 16 images at 256x256 (by default) it times:
 
 - qp_scale (C=32) and npp_pixel_branch, forward and forward+backward: the
-  fused op, the eager reference (npp_ext._reference) and torch.compile of the
+  fused op, the eager reference (npp_ext.ops.eager) and torch.compile of the
   reference;
 - rgb_to_yuv / yuv_to_rgb (4:2:0): the op and the eager reference (on CUDA also
   the op at 4x the side, where the call overhead no longer hides the bandwidth).
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
-from npp_ext import _reference as ref
 from npp_ext import ops
+from npp_ext.ops import eager as ref
 
 COPY_OP = "copy (yardstick)"
 # Nominal HBM bandwidth (vendor figures) of the cards the GPU check runs on.

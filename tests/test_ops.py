@@ -1,6 +1,6 @@
 """Tests of the npp_ext custom ops (npp_ext.ops) against the eager reference
-(npp_ext._reference) and, for the YUV ops, against an independent numpy
-implementation of the BPG integer maths written from BPG_NOTES.md.
+(npp_ext.ops.eager) and, for the YUV ops, against an independent numpy
+implementation of the BPG integer maths written from docs/color.md.
 
 CUDA tests run only when a GPU is present.
 """
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from npp_ext import _reference as ref
-from npp_ext import ops
+from npp_ext import ops, options
+from npp_ext.ops import _common
+from npp_ext.ops import eager as ref
 
 try:
-    ops._cpu_kernels()
+    _common.cpu_kernels()
 except RuntimeError as e:  # pragma: no cover - depends on the build
     pytest.skip(f"CPU kernels not built: {e}", allow_module_level=True)
 
@@ -31,7 +32,7 @@ SIZES = [(1, 1), (7, 5), (17, 9), (101, 77), (64, 64), (9, 8), (8, 9), (33, 130)
 
 
 # ------------------------------------------------------------------ numpy BPG
-# Written from BPG_NOTES.md sections 2 and 4 (8-bit, BT.601, full range),
+# Written from docs/color.md (8-bit, BT.601, full range),
 # deliberately without looking at color_math.h's constants.
 
 KR, KB = 0.299, 0.114
@@ -186,8 +187,8 @@ def test_layout_matches_color_math(chroma: int) -> None:
 
     for w in [*range(1, 40), 63, 64, 65, 101, 257]:
         for h in [1, 2, 7, 8, 9, 16, 17, 77]:
-            lay = ops.yuv_layout(w, h, chroma)
-            c_layout = _bpg.layout(w, h, ops.CHROMA_FORMATS[chroma])
+            lay = ops.yuv_layout(h, w, chroma)
+            c_layout = _bpg.layout(w, h, options.chroma_code(chroma))
             assert c_layout == {k: v for k, v in lay.__dict__.items() if k in c_layout}
             assert {key: getattr(lay, key) for key in np_layout(w, h, chroma)} == np_layout(
                 w, h, chroma
@@ -195,15 +196,15 @@ def test_layout_matches_color_math(chroma: int) -> None:
 
 
 def test_layout_examples() -> None:
-    lay = ops.yuv_layout(17, 9, 420)
+    lay = ops.yuv_layout(9, 17, 420)
     assert (lay.coded_w, lay.coded_h, lay.chroma_w, lay.chroma_h) == (24, 16, 9, 5)
     assert (lay.coded_cw, lay.coded_ch, lay.total) == (12, 8, 24 * 16 + 2 * 12 * 8)
-    lay = ops.yuv_layout(7, 5, 420)  # a side <= 8: coded to 16
+    lay = ops.yuv_layout(5, 7, 420)  # a side <= 8: coded to 16
     assert (lay.coded_w, lay.coded_h, lay.coded_cw, lay.coded_ch) == (16, 16, 8, 8)
-    lay = ops.yuv_layout(17, 9, 444)
+    lay = ops.yuv_layout(9, 17, 444)
     assert (lay.coded_cw, lay.coded_ch, lay.total) == (24, 16, 3 * 24 * 16)
-    with pytest.raises(ValueError, match="chroma"):
-        ops.yuv_layout(4, 4, 422)
+    with pytest.raises(ValueError, match="chroma '422' is not supported by the YUV kernels"):
+        ops.rgb_to_yuv(torch.rand(1, 3, 4, 4), 422)
 
 
 # ------------------------------------------------------------------ YUV ops
@@ -216,7 +217,7 @@ def test_rgb_to_yuv_bit_exact(size: tuple[int, int], chroma: int) -> None:
     x = _test_image(2, h, w, seed=w * 1000 + h)
     expected = np_rgb_to_yuv(x.numpy(), chroma)
     got = ops.rgb_to_yuv(x, chroma)
-    assert got.dtype == torch.uint8 and got.shape == (2, ops.yuv_layout(w, h, chroma).total)
+    assert got.dtype == torch.uint8 and got.shape == (2, ops.yuv_layout(h, w, chroma).total)
     np.testing.assert_array_equal(got.numpy(), expected)
     np.testing.assert_array_equal(ref.rgb_to_yuv(x, chroma).numpy(), expected)
 
@@ -226,7 +227,7 @@ def test_rgb_to_yuv_bit_exact(size: tuple[int, int], chroma: int) -> None:
 def test_yuv_to_rgb_bit_exact(size: tuple[int, int], chroma: int) -> None:
     w, h = size
     g = torch.Generator().manual_seed(w * 7 + h)
-    yuv = torch.randint(0, 256, (2, ops.yuv_layout(w, h, chroma).total), generator=g)
+    yuv = torch.randint(0, 256, (2, ops.yuv_layout(h, w, chroma).total), generator=g)
     yuv = yuv.to(torch.uint8)
     expected = np_yuv_to_rgb(yuv.numpy(), h, w, chroma)
     got = ops.yuv_to_rgb(yuv, h, w, chroma)
@@ -240,7 +241,7 @@ def test_yuv_padding_layout(chroma: int) -> None:
     w, h = 17, 9
     x = _test_image(1, h, w, seed=3)
     yuv = ops.rgb_to_yuv(x, chroma)[0]
-    lay = ops.yuv_layout(w, h, chroma)
+    lay = ops.yuv_layout(h, w, chroma)
     y = yuv[: lay.y_size].view(lay.coded_h, lay.coded_w)
     # Last column replicated, then the last row (corner = last real sample).
     assert torch.equal(y[:h, w:], y[:h, w - 1 : w].expand(h, lay.coded_w - w))
@@ -316,7 +317,7 @@ def test_yuv_errors() -> None:
         ops.rgb_to_yuv(x, 422)
     with pytest.raises(ValueError, match="CPU or CUDA"):
         ops.rgb_to_yuv(x.to("meta"))
-    with pytest.raises(ValueError, match="sides"):
+    with pytest.raises(ValueError, match="at least 1x1"):
         ops.rgb_to_yuv(torch.rand(1, 3, 0, 4))
     yuv = ops.rgb_to_yuv(x.requires_grad_())
     assert not yuv.requires_grad  # uint8: not differentiable
@@ -328,8 +329,9 @@ def test_yuv_errors() -> None:
         ops.yuv_to_rgb(yuv, 17, 8)
     with pytest.raises(ValueError, match="chroma"):
         ops.yuv_to_rgb(yuv, 8, 8, 400)
-    # Int arguments are ints, as the custom ops (and compiled code) demand.
-    with pytest.raises(TypeError, match="chroma must be an int"):
+    # Int arguments are ints, as the custom ops (and compiled code) demand; a float chroma
+    # is no chroma format (one message for every entry point: npp_ext.options).
+    with pytest.raises(ValueError, match="chroma must be one of"):
         ops.rgb_to_yuv(x, 420.0)
     with pytest.raises(TypeError, match="height must be an int"):
         ops.yuv_to_rgb(yuv, True, 8)
@@ -701,7 +703,7 @@ def test_dispatch_modes_and_fake_tensors_see_the_custom_ops() -> None:
     with FakeTensorMode():
         fx, fs = torch.empty(2, 3, 64, 48), torch.empty(2, 3)
         assert ops.qp_scale(fx, fs).shape == (2, 3, 64, 48)
-        assert ops.rgb_to_yuv(fx).shape == (2, ops.yuv_layout(48, 64).total)
+        assert ops.rgb_to_yuv(fx).shape == (2, ops.yuv_layout(64, 48).total)
 
 
 def _opcheck_cases(device: str) -> list[tuple[object, tuple]]:
@@ -804,12 +806,12 @@ def test_import_without_cuda_module(monkeypatch: pytest.MonkeyPatch, tmp_path) -
     assert done.returncode == 0, done.stderr
 
     monkeypatch.setitem(sys.modules, "npp_ext._kernels_cuda", None)  # import -> ImportError
-    ops._cuda_kernels.cache_clear()
+    _common.cuda_kernels.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="_kernels_cuda"):
-            ops._cuda_kernels()
+            _common.cuda_kernels()
     finally:
-        ops._cuda_kernels.cache_clear()
+        _common.cuda_kernels.cache_clear()
     # The CPU path never touches it.
     assert ops.rgb_to_yuv(torch.rand(1, 3, 4, 4)).shape == (1, ops.yuv_layout(4, 4).total)
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..options import QP_MAX, QP_MIN, check_qp
+
 __all__ = [
     "QP_MAX",
     "GDN",
@@ -36,9 +38,6 @@ __all__ = [
     "validate_image",
     "validate_state_dict",
 ]
-
-#: Largest QP BPG accepts (HEVC range 0..51).
-QP_MAX = 51
 
 
 # --------------------------------------------------------------------------- QP / inputs
@@ -77,13 +76,11 @@ def normalize_qp(
     """
     if isinstance(qp, bool) or not isinstance(qp, (numbers.Integral, Tensor)):
         raise TypeError(
-            f"qp must be an int in [0, {QP_MAX}] or a (N,) integer/float tensor, "
+            f"qp must be an int in {QP_MIN}..{QP_MAX} or a (N,) integer/float tensor, "
             f"got {type(qp).__name__}"
         )
     if isinstance(qp, numbers.Integral):
-        if not 0 <= int(qp) <= QP_MAX:
-            raise ValueError(f"qp must be in [0, {QP_MAX}], got {int(qp)}")
-        return torch.full((batch, 1), int(qp) / QP_MAX, device=device, dtype=dtype)
+        return torch.full((batch, 1), check_qp(qp) / QP_MAX, device=device, dtype=dtype)
     if qp.dtype == torch.bool or qp.is_complex():
         raise TypeError(f"qp tensor must have an integer or floating dtype, got {qp.dtype}")
     if qp.dim() == 0:
@@ -103,8 +100,8 @@ def normalize_qp(
     if not bool(torch.isfinite(q).all()):
         raise ValueError(f"qp must be finite, got {qp.tolist()}")
     lo, hi = float(q.min()), float(q.max())
-    if lo < 0 or hi > QP_MAX:
-        raise ValueError(f"qp values must be in [0, {QP_MAX}], got min {lo:g} and max {hi:g}")
+    if lo < QP_MIN or hi > QP_MAX:
+        raise ValueError(f"qp values must be in {QP_MIN}..{QP_MAX}, got min {lo:g} and max {hi:g}")
     return (qp.to(device=device, dtype=dtype) / QP_MAX).reshape(batch, 1)
 
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import _reference, ops
+from .. import ops
+from ..ops import eager
 from .layers import QALayer, normalize_qp, pad_to_multiple, validate_image, validate_state_dict
 
 __all__ = ["NPP"]
@@ -170,7 +171,7 @@ class NPP(nn.Module):
         if fused:
             out = ops.branch_sum_clamp(pixel, unet)
         else:
-            out = _reference.branch_sum_clamp(pixel, unet)
+            out = eager.branch_sum_clamp(pixel, unet)
         return out[:, :, :h, :w]
 
     # ------------------------------------------------------------------ public

@@ -1,7 +1,8 @@
 """The maths of :mod:`npp_ext.ops` in plain eager PyTorch.
 
-The reference for the tests and the baseline of the benchmarks: slower, but
-written so that it can be read against the paper and BPG_NOTES.md. The YUV
+The unfused path of the models (``NPP(use_fused_ops=False)``), the reference of the
+tests and the baseline of the benchmarks: slower, but written so that it can be read
+against the paper and ``docs/color.md``. The YUV
 functions use the integer constants of ``bpg/color_math.h`` and give the same
 bytes as the kernels; the float ones agree with them to rounding.
 """
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops import yuv_layout
+from ..options import chroma_name, yuv_layout
 
 __all__ = [
     "branch_sum_clamp",
@@ -67,16 +68,16 @@ def _pad(plane: Tensor, rows: int, cols: int) -> Tensor:
     return plane[:, r][:, :, c]
 
 
-def rgb_to_yuv(x: Tensor, chroma: int = 420) -> Tensor:
+def rgb_to_yuv(x: Tensor, chroma: str | int = "420") -> Tensor:
     """Reference of :func:`npp_ext.ops.rgb_to_yuv`."""
     n, _, h, w = x.shape
     r, g, b = quantize8(x).unbind(1)
     y = _matrix_row(r, g, b, _Y).clamp(0, 255)
     cb = (_matrix_row(r, g, b, _CB) + 128).clamp(0, 255)
     cr = (_matrix_row(r, g, b, _CR) + 128).clamp(0, 255)
-    if chroma == 420:
+    if chroma_name(chroma) == "420":
         cb, cr = _down420(cb), _down420(cr)
-    lay = yuv_layout(w, h, chroma)
+    lay = yuv_layout(h, w, chroma)
     planes = (
         _pad(y, lay.coded_h, lay.coded_w),
         _pad(cb, lay.coded_ch, lay.coded_cw),
@@ -100,9 +101,9 @@ def _up420(c: Tensor, height: int, width: int) -> Tensor:
     return ((hor + (1 << 11)) >> 12).clamp(0, 255)
 
 
-def yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int = 420) -> Tensor:
+def yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: str | int = "420") -> Tensor:
     """Reference of :func:`npp_ext.ops.yuv_to_rgb`."""
-    lay = yuv_layout(width, height, chroma)
+    lay = yuv_layout(height, width, chroma)
     n = yuv.shape[0]
     v = yuv.to(torch.int64)
     y = v[:, : lay.y_size].reshape(n, lay.coded_h, lay.coded_w)[:, :height, :width]
@@ -111,7 +112,7 @@ def yuv_to_rgb(yuv: Tensor, height: int, width: int, chroma: int = 420) -> Tenso
         start = lay.y_size + p * lay.c_size
         c = v[:, start : start + lay.c_size].reshape(n, lay.coded_ch, lay.coded_cw)
         c = c[:, : lay.chroma_h, : lay.chroma_w]
-        planes.append(_up420(c, height, width) if chroma == 420 else c)
+        planes.append(_up420(c, height, width) if chroma_name(chroma) == "420" else c)
     cb, cr = planes[0] - 128, planes[1] - 128
     yy = y * _INV_ONE + (1 << (_INV_SHIFT - 1))
     r = (yy + _INV_CR_R * cr) >> _INV_SHIFT
