@@ -3,7 +3,7 @@
 
 For every entry of the shared test vectors' ``reference.json`` (made by bpgenc 0.9.8,
 whose x265 dates from 2015) this encodes the same source at the same QP and chroma
-format with ``npp_ext._bpg``, decodes it, and compares bits per pixel and RGB PSNR.
+format with ``npp_ext.bpg``, decodes it, and compares bits per pixel and RGB PSNR.
 
 Targets (per point = same source, QP, chroma):
   * bpp within +-10 % of the reference (relative),
@@ -51,7 +51,6 @@ DEFAULT_VECTORS = os.environ.get(
     "NPP_EXT_TESTVECTORS",
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "testvectors"),
 )
-CHROMA_CODE = {"420": 1, "444": 3}
 
 
 # --------------------------------------------------------------------------- #
@@ -199,7 +198,7 @@ def evaluate(level: int = 8, x265_params: str = "", vectors: str = DEFAULT_VECTO
     dict per (source, chroma) sweep with >= 2 QPs: BD-rate pchip and linear, pass
     flag) and ``summary`` (worst deltas and overall pass flags).
     """
-    from npp_ext import _bpg
+    from npp_ext import bpg
 
     if entries is None:
         entries = load_reference(vectors)
@@ -212,11 +211,11 @@ def evaluate(level: int = 8, x265_params: str = "", vectors: str = DEFAULT_VECTO
         img = sources[src]
         h, w = img.shape[:2]
         t0 = time.perf_counter()
-        data = _bpg.encode_rgb(
-            img, int(e["q"]), CHROMA_CODE[str(e["chroma"])], int(level), x265_params
+        data = bpg.encode(
+            img, int(e["q"]), chroma=str(e["chroma"]), level=int(level), x265_params=x265_params
         )
         secs = time.perf_counter() - t0
-        dec = _bpg.decode_rgb(data)
+        dec = bpg.decode(data, verify=False)
         bpp = len(data) * 8.0 / (w * h)
         ps = psnr_rgb(img, dec)
         d_bpp = (bpp / e["bpp"] - 1.0) * 100.0

@@ -2,8 +2,8 @@
 
 Submodules load lazily so that ``import npp_ext`` needs neither torch nor a GPU:
 ``npp_ext.bpg`` is numpy/Pillow only; ``npp_ext.ops``, ``npp_ext.models`` and
-``npp_ext.BPGProxyFn`` import torch when first touched. Importing the package registers
-the Pillow plugin for ``.bpg`` files.
+``npp_ext.BPGProxyFn`` import torch when first touched. Importing the package has no side
+effects: the Pillow plugin for ``.bpg`` files is registered by :func:`register_bpg_opener`.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"bpg", "ops", "models", "autograd"}
+_LAZY_MODULES = {"bpg", "ops", "models", "autograd", "options"}
 _LAZY_ATTRS = {"BPGProxyFn": "autograd", "BPGProxy": "autograd", "bpg_proxy": "autograd"}
 
-__all__ = sorted(_LAZY_MODULES | set(_LAZY_ATTRS))
+__all__ = sorted(_LAZY_MODULES | set(_LAZY_ATTRS) | {"register_bpg_opener"})
 
 
-def _register_pillow() -> None:
-    try:
-        from . import pil_plugin
-    except ImportError:  # Pillow missing: the plugin is optional
-        return
+def register_bpg_opener() -> None:
+    """Teach Pillow to open and save ``.bpg`` files (``Image.open``, ``img.save``).
+
+    Idempotent. Explicit, like ``pillow_heif.register_heif_opener()``, so that importing
+    npp_ext changes nothing in Pillow unless asked.
+    """
+    from . import pil_plugin
+
     pil_plugin.register()
-
-
-_register_pillow()
 
 
 def __getattr__(name: str) -> Any:

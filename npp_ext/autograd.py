@@ -22,17 +22,21 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from . import _bpg, ops
+from . import bpg, ops
+from .options import (
+    CHROMA_DEFAULT,
+    LEVEL_DEFAULT,
+    EncodeOptions,
+    check_threads,
+    kernel_chroma,
+    qp_list,
+)
 
 __all__ = ["BPGProxyFn", "BPGProxy", "bpg_proxy"]
-
-_CHROMA = {"420": 420, "444": 444, 420: 420, 444: 444}
-_CHROMA_CODE = {420: 1, 444: 3}
 
 
 def _proxy_outputs(out: Any) -> tuple[Tensor, Tensor]:
@@ -121,23 +125,6 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _qp_list(qp: int | Tensor | Any, n: int) -> list[int]:
-    if isinstance(qp, Tensor):
-        if qp.dim() > 1 or (qp.dim() == 1 and qp.numel() != n):
-            raise ValueError(f"qp tensor must have shape ({n},) or (), got {tuple(qp.shape)}")
-        if qp.is_floating_point() and not torch.equal(qp, qp.round()):
-            raise ValueError("qp values must be integers")
-        qp = int(qp.item()) if qp.dim() == 0 else [int(v) for v in qp.tolist()]
-    if isinstance(qp, (int, np.integer)) and not isinstance(qp, bool):
-        qp = [int(qp)] * n
-    if not isinstance(qp, (list, tuple)) or len(qp) != n:
-        raise TypeError(f"qp must be an int or a sequence/tensor of {n} ints")
-    for q in qp:
-        if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q <= 51:
-            raise ValueError(f"qp values must be ints in 0..51, got {q!r}")
-    return [int(q) for q in qp]
-
-
 def _proxy_input_dtype(proxy: Any, x_bar: Tensor) -> torch.dtype:
     """The dtype the proxy takes: its parameters' (checking their device), else x_bar's."""
     if isinstance(proxy, nn.Module):
@@ -154,11 +141,11 @@ def _proxy_input_dtype(proxy: Any, x_bar: Tensor) -> torch.dtype:
 
 
 def _start_codec(
-    x_bar: Tensor, qps: list[int], chroma: int, level: int, threads: int
+    x_bar: Tensor, qps: list[int], opts: EncodeOptions, threads: int
 ) -> tuple[Future, _Staging]:
     """Pack on the device, move to host, and start the pool's encode/decode in the background."""
     n, _, h, w = x_bar.shape
-    yuv = ops.rgb_to_yuv(x_bar.detach(), chroma)
+    yuv = ops.rgb_to_yuv(x_bar.detach(), opts.chroma)
     staging = _buffers.acquire(x_bar.device, n, yuv.shape[1])
 
     def run() -> Any:
@@ -166,15 +153,8 @@ def _start_codec(
             ready.synchronize()  # the device-to-host copy has landed
         if consumed is not None:
             consumed.synchronize()  # the last call's copy out of dst has finished
-        return _bpg.roundtrip_yuv_batch(
-            staging.src.numpy(),
-            w,
-            h,
-            qps,
-            _CHROMA_CODE[chroma],
-            level,
-            threads,
-            staging.dst.numpy(),
+        return bpg.roundtrip_yuv_batch(
+            staging.src.numpy(), h, w, qps, staging.dst.numpy(), threads=threads, **opts.kwargs()
         )
 
     ready = consumed = None
@@ -194,11 +174,11 @@ def _start_codec(
 
 
 def _finish_codec(
-    future: Future, staging: _Staging, device: torch.device, h: int, w: int, chroma: int
+    future: Future, staging: _Staging, device: torch.device, h: int, w: int, chroma: str
 ) -> tuple[Tensor, list[int]]:
     """Wait for the pool, move the decoded YUV to the device and unpack it to float RGB."""
     try:
-        _, nbits = future.result()
+        nbits = future.result()
         yuv_back = staging.dst.to(device, non_blocking=True)
         x_hat = ops.yuv_to_rgb(yuv_back, h, w, chroma)
         if device.type == "cuda":
@@ -220,7 +200,7 @@ def _abandon_codec(future: Future, staging: _Staging) -> None:
 
 
 class BPGProxyFn(torch.autograd.Function):
-    """``x_hat, bits = BPGProxyFn.apply(x_bar, qp, proxy, level=8, chroma=420, threads=0,
+    """``x_hat, bits = BPGProxyFn.apply(x_bar, qp, proxy, level=8, chroma="420", threads=0,
     proxy_grad=False)``.
 
     ``x_bar``: (N, 3, H, W) float RGB in [0, 1] on CPU or CUDA. ``qp``: int or (N,) ints.
@@ -251,8 +231,8 @@ class BPGProxyFn(torch.autograd.Function):
         x_bar: Tensor,
         qp: int | Tensor,
         proxy: nn.Module,
-        level: int = 8,
-        chroma: int | str = 420,
+        level: int = LEVEL_DEFAULT,
+        chroma: int | str = CHROMA_DEFAULT,
         threads: int = 0,
         proxy_grad: bool = False,
     ) -> tuple[Tensor, Tensor]:
@@ -260,17 +240,12 @@ class BPGProxyFn(torch.autograd.Function):
             raise TypeError("x_bar must be a floating-point tensor")
         if x_bar.dim() != 4 or x_bar.shape[1] != 3:
             raise ValueError(f"x_bar must be (N, 3, H, W), got {tuple(x_bar.shape)}")
-        if chroma not in _CHROMA:
-            raise ValueError(f"chroma must be 420 or 444, got {chroma!r}")
-        chroma_i = _CHROMA[chroma]
-        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 9:
-            raise ValueError(f"level must be an int in 1..9, got {level!r}")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"threads must be an int >= 0 (0: one per core), got {threads!r}")
+        opts = EncodeOptions(chroma=kernel_chroma(chroma, "BPGProxyFn"), level=level)
+        threads = check_threads(threads)
         n, _, h, w = x_bar.shape
-        qps = _qp_list(qp, n)
+        qps = qp_list(qp, n)
 
-        future, staging = _start_codec(x_bar, qps, chroma_i, level, threads)
+        future, staging = _start_codec(x_bar, qps, opts, threads)
         # The proxy only serves the backward pass: without one (no_grad, inference, or only
         # qp asking for a gradient) skip it.
         run_proxy = ctx.needs_input_grad[0] and getattr(_grad_at_apply, "enabled", True) and n > 0
@@ -304,7 +279,7 @@ class BPGProxyFn(torch.autograd.Function):
             _abandon_codec(future, staging)
             raise
 
-        x_hat, nbits = _finish_codec(future, staging, x_bar.device, h, w, chroma_i)
+        x_hat, nbits = _finish_codec(future, staging, x_bar.device, h, w, opts.chroma)
         if x_bar.dtype == torch.float64:
             x_hat = (x_hat.to(torch.float64) * 255).round_() / 255  # exactly k / 255
         x_hat = x_hat.to(x_bar.dtype)
@@ -341,8 +316,8 @@ def bpg_proxy(
     qp: int | Tensor,
     proxy: nn.Module,
     *,
-    level: int = 8,
-    chroma: int | str = 420,
+    level: int = LEVEL_DEFAULT,
+    chroma: int | str = CHROMA_DEFAULT,
     threads: int = 0,
     proxy_grad: bool = False,
 ) -> tuple[Tensor, Tensor]:
@@ -378,16 +353,16 @@ class BPGProxy(nn.Module):
         self,
         proxy: nn.Module,
         *,
-        level: int = 8,
-        chroma: int | str = 420,
+        level: int = LEVEL_DEFAULT,
+        chroma: int | str = CHROMA_DEFAULT,
         threads: int = 0,
         proxy_grad: bool = False,
     ) -> None:
         super().__init__()
+        opts = EncodeOptions(chroma=kernel_chroma(chroma, "BPGProxyFn"), level=level)
         self.proxy = proxy
-        self.level = level
-        self.chroma = chroma
-        self.threads = threads
+        self.level, self.chroma = opts.level, opts.chroma  # refused here, not at the first step
+        self.threads = check_threads(threads)
         self.proxy_grad = proxy_grad
         if not proxy_grad:
             proxy.requires_grad_(False)

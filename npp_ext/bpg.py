@@ -4,20 +4,19 @@ Images are 8-bit RGB. Accepted inputs:
 
 * numpy ``uint8`` arrays shaped ``(H, W, 3)`` (or ``(H, W)`` gray, replicated to RGB),
 * torch CPU tensors shaped ``(3, H, W)``: ``uint8``, or floating point in ``[0, 1]``
-  (rounded to 8 bits as ``round(clamp(x, 0, 1) * 255)``),
+  (rounded to 8 bits as ``round(clamp(x, 0, 1) * 255)``; NaN/inf are refused),
 * ``PIL.Image.Image`` in any mode (converted to RGB).
 
 Decoded images come back in the type they went in (numpy in, numpy out; float tensor in,
 float tensor out, ...). Batch functions take a list of images or a stacked array
-(``(N, H, W, 3)`` numpy, ``(N, 3, H, W)`` torch), one QP per image or one for all, and run
+(``(N, H, W, 3)`` numpy, ``(N, 3, H, W)`` torch), one QP for all or one per image, and run
 on a C++ thread pool with the GIL released; ``threads`` caps the workers one call uses
 (``None`` or 0: one per core).
 
-``chroma`` is ``"420"``, ``"444"``, ``"422"`` or ``"gray"``; the ints 420, 444 and 422 (as
-:class:`npp_ext.BPGProxyFn` takes them) and the header's codes 0..3 are accepted too.
-
-Failures to decode raise :class:`BPGError` (a ``ValueError``); bad arguments raise
-``ValueError``/``TypeError`` saying what is allowed.
+The settings (chroma formats, QP and level ranges, defaults, size limits) are those of
+:mod:`npp_ext.options`; sizes are passed as ``(height, width)``. Failures to decode raise
+:class:`BPGError` (a ``ValueError``); bad arguments raise ``ValueError``/``TypeError``
+saying what is allowed. This module is the only Python caller of the native ``_bpg``.
 """
 
 from __future__ import annotations
@@ -30,19 +29,32 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _bpg
+from ._fileio import write_atomic
+from ._images import Output, from_rgb_u8, is_torch, output_named, pil_rgb, to_rgb_u8
+from .options import (
+    CHROMA_DEFAULT,
+    LEVEL_DEFAULT,
+    MAX_PIXELS,
+    MAX_SIDE,
+    QP_DEFAULT,
+    EncodeOptions,
+    YUVLayout,
+    check_image_size,
+    check_qp,
+    check_threads,
+    check_verify,
+    chroma_code,
+    chroma_name,
+    qp_list,
+    yuv_layout,
+)
 
 BPGError = _bpg.BPGError
 """Raised when a file cannot be decoded or the codec fails (subclass of ``ValueError``)."""
 
-MAX_PIXELS: int = _bpg.MAX_PIXELS
-MAX_SIDE: int = _bpg.MAX_SIDE
-
-_CHROMA_CODES = {"gray": 0, "420": 1, "422": 2, "444": 3}
-_CHROMA_NAMES = {v: k for k, v in _CHROMA_CODES.items()}
-# decode(output=...) -> the internal kind used by _from_rgb_u8
-_OUTPUT_KINDS = {"numpy": "numpy", "torch": "torch_u8", "torch_float": "torch_float", "pil": "pil"}
-
 __all__ = [
+    "MAX_PIXELS",
+    "MAX_SIDE",
     "BPGError",
     "BPGInfo",
     "RoundTrip",
@@ -52,11 +64,13 @@ __all__ = [
     "encode_batch",
     "decode_batch",
     "roundtrip_batch",
+    "roundtrip_yuv_batch",
     "encode_yuv",
     "decode_yuv",
     "rgb_to_yuv",
     "yuv_to_rgb",
     "yuv_layout",
+    "read_image",
     "read_info",
     "read",
     "write",
@@ -90,190 +104,6 @@ class RoundTrip(NamedTuple):
     bits: np.ndarray
 
 
-# ---- argument checks -------------------------------------------------------------------
-
-
-def _chroma_code(chroma: str | int) -> int:
-    if isinstance(chroma, str) and chroma in _CHROMA_CODES:
-        return _CHROMA_CODES[chroma]
-    if isinstance(chroma, (int, np.integer)) and not isinstance(chroma, bool):
-        if int(chroma) in _CHROMA_NAMES:  # the header's code
-            return int(chroma)
-        if str(int(chroma)) in _CHROMA_CODES:  # 420, 444, 422
-            return _CHROMA_CODES[str(int(chroma))]
-    raise ValueError(f"chroma must be one of '420', '444', '422', 'gray', got {chroma!r}")
-
-
-def _unwrap_0d(value: Any) -> Any:
-    """The Python scalar in a 0-d numpy array or torch tensor; anything else as it is."""
-    if getattr(value, "ndim", None) == 0 and not isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    value = _unwrap_0d(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int in {lo}..{hi}, got {type(value).__name__}")
-    if not lo <= int(value) <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {int(value)}")
-    return int(value)
-
-
-def _check_qp(qp: Any) -> int:
-    return _check_int("qp", qp, 0, 51)
-
-
-def _check_level(level: Any) -> int:
-    return _check_int("level", level, 1, 9)
-
-
-def _check_verify(verify: Any) -> bool:
-    # bool("no") is True: only real booleans, so that a typo is not a silent "yes"
-    if not isinstance(verify, (bool, np.bool_)):
-        raise TypeError(f"verify must be True or False, got {type(verify).__name__}")
-    return bool(verify)
-
-
-def _check_threads(threads: int | None) -> int:
-    if threads is None:
-        return 0  # the pool's default: one worker per core
-    return _check_int("threads", threads, 0, 1024)
-
-
-def _qps_for(qp: Any, n: int) -> list[int]:
-    """One QP per image from an int or a length-n sequence/array/tensor."""
-    qp = _unwrap_0d(qp)  # a 0-d array or tensor: one QP for all
-    if isinstance(qp, (int, np.integer)) and not isinstance(qp, bool):
-        return [_check_qp(qp)] * n
-    if hasattr(qp, "tolist"):  # numpy array or torch tensor
-        qp = qp.tolist()
-    if not isinstance(qp, Sequence) or isinstance(qp, (str, bytes)):
-        raise TypeError("qp must be an int or a sequence of ints (one per image)")
-    if len(qp) != n:
-        raise ValueError(f"expected one qp per image: {n} images, {len(qp)} qps")
-    return [_check_qp(q) for q in qp]
-
-
-def _x265(x265_params: str | None) -> str:
-    if x265_params is None:
-        return ""
-    if not isinstance(x265_params, str):
-        raise TypeError("x265_params must be a string like 'name=value:name=value'")
-    return x265_params
-
-
-# ---- image conversion ------------------------------------------------------------------
-
-
-def _is_torch(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") and hasattr(obj, "dtype")
-
-
-def _is_pil(obj: Any) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        return False
-    return isinstance(obj, Image.Image)
-
-
-def _check_size(h: int, w: int) -> None:
-    if h < 1 or w < 1:
-        raise ValueError(f"image must be at least 1x1, got {w}x{h}")
-    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
-        raise ValueError(
-            f"image {w}x{h} exceeds the size limit ({MAX_SIDE} per side, {MAX_PIXELS} pixels)"
-        )
-
-
-def _pil_rgb(image: Any) -> np.ndarray:
-    """(H, W, 3) uint8 pixels of a PIL image.
-
-    16-bit grey (modes ``I;16*``, e.g. a 16-bit PNG) is scaled to 8 bits: Pillow's own
-    conversion to RGB clips it, which turns almost every pixel white.
-    """
-    mode = image.mode
-    if mode.startswith("I;16"):
-        wide = np.asarray(image).astype(np.uint32)
-        grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode in ("I", "F"):
-        raise TypeError(
-            f"PIL mode {mode!r} has no fixed value range: convert the image to 8 bits "
-            "(for example to 'L' or 'RGB') first"
-        )
-    return np.asarray(image.convert("RGB"))
-
-
-def _to_rgb_u8(image: Any) -> tuple[np.ndarray, str]:
-    """(H, W, 3) C-contiguous uint8 view or copy of image, and its kind for the output."""
-    if _is_pil(image):
-        arr = _pil_rgb(image)
-        kind = "pil"
-    elif _is_torch(image):
-        import torch
-
-        if image.device.type != "cpu":
-            raise ValueError(
-                f"npp_ext.bpg works on CPU tensors, got a {image.device.type} tensor: "
-                "move it with .cpu(), or use npp_ext.BPGProxyFn for GPU batches"
-            )
-        if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
-        if image.dtype == torch.uint8:
-            kind = "torch_u8"
-            t = image
-        elif image.is_floating_point():
-            kind = "torch_float" if image.dtype == torch.float32 else f"torch_float:{image.dtype}"
-            t = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-        else:
-            raise TypeError(f"tensor dtype must be uint8 or floating point, got {image.dtype}")
-        arr = t.permute(1, 2, 0).contiguous().numpy()
-    elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise TypeError(
-                f"numpy images must be uint8, got {image.dtype} "
-                "(convert floats in [0, 1] with (x * 255).round().astype(np.uint8))"
-            )
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"numpy images must be (H, W, 3) or (H, W), got shape {image.shape}")
-        arr = image
-        kind = "numpy"
-    else:
-        raise TypeError(
-            "image must be a uint8 numpy array, a torch CPU tensor or a PIL image, "
-            f"got {type(image).__name__}"
-        )
-    _check_size(arr.shape[0], arr.shape[1])
-    return np.ascontiguousarray(arr), kind
-
-
-def _from_rgb_u8(arr: np.ndarray, kind: str) -> Any:
-    if kind == "pil":
-        from PIL import Image
-
-        return Image.fromarray(arr, "RGB")
-    if kind.startswith("torch"):
-        import torch
-
-        t = torch.from_numpy(arr).permute(2, 0, 1)
-        if kind == "torch_u8":
-            return t
-        # float output in the input's dtype ("torch_float:torch.float64" etc.)
-        dtype = getattr(torch, kind.split(":torch.")[1]) if ":" in kind else torch.float32
-        return t.to(dtype).div_(255)
-    return arr
-
-
-def _output_kind(output: str) -> str:
-    if output not in _OUTPUT_KINDS:
-        raise ValueError(f"output must be one of {sorted(_OUTPUT_KINDS)}, got {output!r}")
-    return _OUTPUT_KINDS[output]
-
-
 def _as_bytes(data: Any) -> bytes | bytearray | memoryview:
     if isinstance(data, (bytes, bytearray)):
         return data
@@ -284,15 +114,24 @@ def _as_bytes(data: Any) -> bytes | bytearray | memoryview:
     raise TypeError(f"BPG data must be bytes-like, got {type(data).__name__}")
 
 
+def _encode_options(chroma: Any, level: Any, x265_params: Any) -> EncodeOptions:
+    return EncodeOptions(chroma=chroma, level=level, x265_params=x265_params)
+
+
+def _binding_options(opts: EncodeOptions) -> dict[str, Any]:
+    """The binding's keywords for the settings."""
+    return {"chroma": opts.chroma_code, "level": opts.level, "x265_params": opts.x265_params}
+
+
 # ---- single images ---------------------------------------------------------------------
 
 
 def encode(
     image: Any,
-    qp: int = 29,
+    qp: int = QP_DEFAULT,
     *,
-    chroma: str = "420",
-    level: int = 8,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
     x265_params: str | None = None,
 ) -> bytes:
     """Encode one RGB image to ``.bpg`` bytes.
@@ -305,10 +144,9 @@ def encode(
         x265_params: extra x265 options ``"name=value:name=value"`` applied after the preset
             (coding tools only); a value with two parts takes a comma (``"deblock=-2,-2"``).
     """
-    arr, _ = _to_rgb_u8(image)
-    return _bpg.encode_rgb(
-        arr, _check_qp(qp), _chroma_code(chroma), _check_level(level), _x265(x265_params)
-    )
+    arr, _ = to_rgb_u8(image)
+    opts = _encode_options(chroma, level, x265_params)
+    return _bpg.encode_rgb(image=arr, qp=check_qp(qp), **_binding_options(opts))
 
 
 def decode(data: Any, *, output: str = "numpy", verify: bool = True) -> Any:
@@ -319,95 +157,81 @@ def decode(data: Any, *, output: str = "numpy", verify: bool = True) -> Any:
     decodes a second time to refuse files whose slice data was cut short, which HEVC cannot
     otherwise tell; turn it off for trusted data to halve the decoding time.
     """
-    kind = _output_kind(output)
-    return _from_rgb_u8(_bpg.decode_rgb(_as_bytes(data), _check_verify(verify)), kind)
+    out = output_named(output)
+    rgb = _bpg.decode_rgb(data=_as_bytes(data), verify=check_verify(verify))
+    return from_rgb_u8(rgb, out)
 
 
 def roundtrip(
     image: Any,
-    qp: int = 29,
+    qp: int = QP_DEFAULT,
     *,
-    chroma: str = "420",
-    level: int = 8,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
     x265_params: str | None = None,
 ) -> tuple[Any, int]:
     """Encode then decode one image; returns (decoded image of the input's type, file bits)."""
-    arr, kind = _to_rgb_u8(image)
-    files, decoded, bits = _bpg.roundtrip_batch(
-        [arr],
-        [_check_qp(qp)],
-        _chroma_code(chroma),
-        _check_level(level),
-        1,
-        True,
-        None,
-        _x265(x265_params),
+    arr, out = to_rgb_u8(image)
+    opts = _encode_options(chroma, level, x265_params)
+    _, decoded, bits = _bpg.roundtrip_batch(
+        images=[arr], qps=[check_qp(qp)], threads=1, decode=True, **_binding_options(opts)
     )
-    return _from_rgb_u8(decoded[0], kind), int(bits[0])
+    return from_rgb_u8(decoded[0], out), int(bits[0])
 
 
 # ---- batches ---------------------------------------------------------------------------
 
 
-def _batch_to_list(images: Any) -> tuple[list[np.ndarray], str, bool]:
-    """List of (H, W, 3) uint8 arrays, the element kind, and whether the input was stacked."""
+def _batch_to_list(images: Any) -> tuple[list[np.ndarray], Output, bool]:
+    """List of (H, W, 3) uint8 arrays, how to hand them back, and whether they were stacked."""
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
             raise ValueError(
                 f"a stacked numpy batch must be (N, H, W, 3), got shape {images.shape}"
             )
-        return [_to_rgb_u8(im)[0] for im in images], "numpy", True
-    if _is_torch(images):
+        return [to_rgb_u8(im)[0] for im in images], Output("numpy"), True
+    if is_torch(images):
         if images.dim() != 4:
             raise ValueError(
                 f"a stacked tensor batch must be (N, 3, H, W), got {tuple(images.shape)}"
             )
-        items = [_to_rgb_u8(im) for im in images]
-        return [a for a, _ in items], (items[0][1] if items else "torch_u8"), True
+        items = [to_rgb_u8(im) for im in images]
+        return [a for a, _ in items], (items[0][1] if items else Output("torch")), True
     if isinstance(images, (list, tuple)):
         items = []
         for i, im in enumerate(images):
             try:
-                items.append(_to_rgb_u8(im))
+                items.append(to_rgb_u8(im))
             except (TypeError, ValueError) as e:
                 raise type(e)(f"image {i}: {e}") from e
-        kinds = {k for _, k in items}
-        if len(kinds) > 1:
-            raise TypeError(f"all images of a batch must be of one type, got {sorted(kinds)}")
-        return [a for a, _ in items], (kinds.pop() if kinds else "numpy"), False
+        outs = {o for _, o in items}
+        if len(outs) > 1:
+            kinds = sorted(f"{o.kind}:{o.float_dtype}" if o.float_dtype else o.kind for o in outs)
+            raise TypeError(f"all images of a batch must be of one type, got {kinds}")
+        return [a for a, _ in items], (outs.pop() if outs else Output("numpy")), False
     raise TypeError(
         "images must be a list of images, an (N, H, W, 3) uint8 array or an (N, 3, H, W) tensor"
     )
 
 
-def _restack(decoded: list[np.ndarray], kind: str) -> Any:
-    if kind == "numpy":
-        return np.stack(decoded)
-    import torch
-
-    return torch.stack([_from_rgb_u8(a, kind) for a in decoded])
-
-
 def encode_batch(
     images: Any,
-    qp: int | Sequence[int] = 29,
+    qp: int | Sequence[int] = QP_DEFAULT,
     *,
-    chroma: str = "420",
-    level: int = 8,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
     threads: int | None = None,
     x265_params: str | None = None,
 ) -> list[bytes]:
     """Encode N images (mixed sizes allowed) on the thread pool; one QP for all or one per image."""
     arrays, _, _ = _batch_to_list(images)
+    opts = _encode_options(chroma, level, x265_params)
     files, _, _ = _bpg.roundtrip_batch(
-        arrays,
-        _qps_for(qp, len(arrays)),
-        _chroma_code(chroma),
-        _check_level(level),
-        _check_threads(threads),
-        False,
-        None,
-        _x265(x265_params),
+        images=arrays,
+        qps=qp_list(qp, len(arrays)),
+        threads=check_threads(threads),
+        decode=False,
+        **_binding_options(opts),
     )
     return list(files)
 
@@ -422,19 +246,21 @@ def decode_batch(
     """Decode N ``.bpg`` files on the thread pool; returns a list of images (see :func:`decode`)."""
     if not isinstance(datas, (list, tuple)):
         raise TypeError("datas must be a list of bytes-like objects")
-    kind = _output_kind(output)
+    out = output_named(output)
     decoded = _bpg.decode_batch(
-        [_as_bytes(d) for d in datas], _check_threads(threads), _check_verify(verify)
+        datas=[_as_bytes(d) for d in datas],
+        threads=check_threads(threads),
+        verify=check_verify(verify),
     )
-    return [_from_rgb_u8(a, kind) for a in decoded]
+    return [from_rgb_u8(a, out) for a in decoded]
 
 
 def roundtrip_batch(
     images: Any,
-    qp: int | Sequence[int] = 29,
+    qp: int | Sequence[int] = QP_DEFAULT,
     *,
-    chroma: str = "420",
-    level: int = 8,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
     threads: int | None = None,
     x265_params: str | None = None,
 ) -> RoundTrip:
@@ -444,40 +270,74 @@ def roundtrip_batch(
     like the input when the input was stacked, else a list) and an int64 array of file sizes
     in bits. A stacked numpy batch is decoded straight into one output array.
     """
-    arrays, kind, stacked = _batch_to_list(images)
-    qps = _qps_for(qp, len(arrays))
-    code, level, threads = _chroma_code(chroma), _check_level(level), _check_threads(threads)
+    arrays, out, stacked = _batch_to_list(images)
+    qps = qp_list(qp, len(arrays))
+    opts = _encode_options(chroma, level, x265_params)
+    threads = check_threads(threads)
     if not arrays:
         return RoundTrip([], images[:0] if stacked else [], np.zeros(0, np.int64))
-    out = None
-    if stacked and kind == "numpy":
-        out = np.empty((len(arrays),) + arrays[0].shape, np.uint8)
+    into = None
+    if stacked and out.kind == "numpy":
+        into = np.empty((len(arrays),) + arrays[0].shape, np.uint8)
     files, decoded, bits = _bpg.roundtrip_batch(
-        arrays, qps, code, level, threads, True, out, _x265(x265_params)
+        images=arrays, qps=qps, threads=threads, decode=True, out=into, **_binding_options(opts)
     )
-    if out is not None:
+    if into is not None:
         return RoundTrip(list(files), decoded, bits)
+    images_out = [from_rgb_u8(a, out) for a in decoded]
     if stacked:
-        return RoundTrip(list(files), _restack(list(decoded), kind), bits)
-    return RoundTrip(list(files), [_from_rgb_u8(a, kind) for a in decoded], bits)
+        import torch
+
+        return RoundTrip(list(files), torch.stack(images_out), bits)
+    return RoundTrip(list(files), images_out, bits)
+
+
+def roundtrip_yuv_batch(
+    yuv: np.ndarray,
+    height: int,
+    width: int,
+    qp: int | Sequence[int],
+    out: np.ndarray,
+    *,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
+    threads: int | None = None,
+    x265_params: str | None = None,
+) -> np.ndarray:
+    """Encode and decode N same-size images given in the padded planar YUV layout.
+
+    The training step's path (``BPGProxyFn``): ``yuv`` and ``out`` are ``(N, total)``
+    C-contiguous uint8 arrays of :func:`yuv_layout` (typically views of pinned host
+    buffers); the decoded planes are written into ``out``. Returns the file sizes in bits
+    (int64, one per image).
+    """
+    opts = _encode_options(chroma, level, x265_params)
+    total = yuv_layout(height, width, opts.chroma).total
+    for name, a in (("yuv", yuv), ("out", out)):
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 2:
+            raise TypeError(f"{name} must be an (N, {total}) uint8 numpy array")
+    if yuv.shape[1] != total or out.shape != yuv.shape:
+        raise ValueError(
+            f"yuv and out must both be (N, {total}) for {height}x{width} (HxW) {opts.chroma}, "
+            f"got {yuv.shape} and {out.shape}"
+        )
+    _, bits = _bpg.roundtrip_yuv_batch(
+        yuv=yuv,
+        width=width,
+        height=height,
+        qps=qp_list(qp, yuv.shape[0]),
+        threads=check_threads(threads),
+        out=out,
+        **_binding_options(opts),
+    )
+    return bits
 
 
 # ---- planar YUV ------------------------------------------------------------------------
 
 
-def yuv_layout(width: int, height: int, chroma: str = "420") -> dict[str, int]:
-    """Sizes of the padded planar YUV layout the encoder takes and the decoder gives."""
-    return dict(
-        _bpg.layout(
-            _check_int("width", width, 1, MAX_SIDE),
-            _check_int("height", height, 1, MAX_SIDE),
-            _chroma_code(chroma),
-        )
-    )
-
-
-def _check_yuv(yuv: Any, width: int, height: int, chroma: str) -> np.ndarray:
-    if _is_torch(yuv):
+def _check_yuv(yuv: Any, layout: YUVLayout, chroma: str) -> np.ndarray:
+    if is_torch(yuv):
         import torch
 
         if yuv.device.type != "cpu":
@@ -487,35 +347,33 @@ def _check_yuv(yuv: Any, width: int, height: int, chroma: str) -> np.ndarray:
         yuv = yuv.detach().contiguous().numpy()
     if not isinstance(yuv, np.ndarray) or yuv.dtype != np.uint8:
         raise TypeError("yuv must be a uint8 numpy array or CPU tensor")
-    total = yuv_layout(width, height, chroma)["total"]
-    if yuv.size != total:
+    if yuv.size != layout.total:
         raise ValueError(
-            f"yuv must hold {total} bytes for {width}x{height} {chroma}, got {yuv.size}"
+            f"yuv must hold {layout.total} bytes for {layout.height}x{layout.width} (HxW) "
+            f"{chroma}, got {yuv.size}"
         )
     return np.ascontiguousarray(yuv.reshape(-1))
 
 
 def encode_yuv(
     yuv: Any,
-    width: int,
     height: int,
-    qp: int = 29,
+    width: int,
+    qp: int = QP_DEFAULT,
     *,
-    chroma: str = "420",
-    level: int = 8,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
     x265_params: str | None = None,
 ) -> bytes:
-    """Encode planar YUV already in the padded layout of :func:`yuv_layout`."""
-    _check_size(height, width)
-    arr = _check_yuv(yuv, width, height, chroma)
+    """Encode planar YUV already in the padded layout of :func:`yuv_layout` (sizes H, W)."""
+    opts = _encode_options(chroma, level, x265_params)
+    layout = yuv_layout(height, width, opts.chroma)
     return _bpg.encode_yuv(
-        arr,
-        width,
-        height,
-        _check_qp(qp),
-        _chroma_code(chroma),
-        _check_level(level),
-        _x265(x265_params),
+        yuv=_check_yuv(yuv, layout, opts.chroma),
+        width=layout.width,
+        height=layout.height,
+        qp=check_qp(qp),
+        **_binding_options(opts),
     )
 
 
@@ -524,42 +382,47 @@ def decode_yuv(data: Any, *, verify: bool = True) -> tuple[np.ndarray, BPGInfo]:
 
     ``verify``: see :func:`decode`.
     """
-    yuv, info = _bpg.decode_yuv(_as_bytes(data), _check_verify(verify))
+    yuv, info = _bpg.decode_yuv(data=_as_bytes(data), verify=check_verify(verify))
     return yuv, _info_from_dict(dict(info, supported=True))
 
 
-def rgb_to_yuv(image: Any, chroma: str = "420") -> np.ndarray:
+def rgb_to_yuv(image: Any, chroma: str | int = CHROMA_DEFAULT) -> np.ndarray:
     """The encoder's reference-exact RGB -> padded planar YUV conversion."""
-    arr, _ = _to_rgb_u8(image)
-    return _bpg.rgb_to_yuv(arr, _chroma_code(chroma))
+    arr, _ = to_rgb_u8(image)
+    return _bpg.rgb_to_yuv(image=arr, chroma=chroma_code(chroma))
 
 
-def yuv_to_rgb(yuv: Any, width: int, height: int, chroma: str = "420") -> np.ndarray:
+def yuv_to_rgb(yuv: Any, height: int, width: int, chroma: str | int = CHROMA_DEFAULT) -> np.ndarray:
     """The reference decoder's YUV -> RGB conversion, as an (H, W, 3) uint8 array."""
-    _check_size(height, width)
+    name = chroma_name(chroma)
+    layout = yuv_layout(height, width, name)
     return _bpg.yuv_to_rgb(
-        _check_yuv(yuv, width, height, chroma), width, height, _chroma_code(chroma)
+        yuv=_check_yuv(yuv, layout, name),
+        width=layout.width,
+        height=layout.height,
+        chroma=chroma_code(name),
     )
 
 
 # ---- files -----------------------------------------------------------------------------
 
+_HEVC_KEYS = (
+    "log2_min_cb_size",
+    "log2_max_cb_size",
+    "log2_min_tb_size",
+    "log2_max_tb_size",
+    "max_transform_hierarchy_depth_intra",
+    "sao",
+    "pcm",
+    "strong_intra_smoothing",
+)
+
 
 def _info_from_dict(d: dict[str, Any]) -> BPGInfo:
-    hevc_keys = (
-        "log2_min_cb_size",
-        "log2_max_cb_size",
-        "log2_min_tb_size",
-        "log2_max_tb_size",
-        "max_transform_hierarchy_depth_intra",
-        "sao",
-        "pcm",
-        "strong_intra_smoothing",
-    )
     return BPGInfo(
         width=d["width"],
         height=d["height"],
-        chroma=_CHROMA_NAMES[d["chroma"]],
+        chroma=chroma_name(d["chroma"]),
         bit_depth=d["bit_depth"],
         color_space=d["color_space"],
         has_alpha=d["has_alpha"],
@@ -567,7 +430,7 @@ def _info_from_dict(d: dict[str, Any]) -> BPGInfo:
         animation=d["animation"],
         supported=d["supported"],
         unsupported_reason=d.get("unsupported_reason", ""),
-        hevc={k: d[k] for k in hevc_keys},
+        hevc={k: d[k] for k in _HEVC_KEYS},
     )
 
 
@@ -580,7 +443,7 @@ def read_info(data_or_path: Any) -> BPGInfo:
     """Header fields of a ``.bpg`` file given as bytes or a path."""
     if isinstance(data_or_path, (str, os.PathLike)):
         data_or_path = _read_path(data_or_path)
-    return _info_from_dict(_bpg.read_info(_as_bytes(data_or_path)))
+    return _info_from_dict(_bpg.read_info(data=_as_bytes(data_or_path)))
 
 
 def read(path: str | os.PathLike[str], *, output: str = "numpy", verify: bool = True) -> Any:
@@ -588,22 +451,34 @@ def read(path: str | os.PathLike[str], *, output: str = "numpy", verify: bool = 
     return decode(_read_path(path), output=output, verify=verify)
 
 
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file Pillow reads (PNG, JPEG, ...) as (H, W, 3) uint8 RGB.
+
+    The size is checked against the codec's limits before Pillow decodes any pixel, so an
+    oversized file is refused without the memory it would cost.
+    """
+    from PIL import Image
+
+    with Image.open(os.fspath(path)) as im:
+        check_image_size(im.height, im.width)
+        return pil_rgb(im)
+
+
 def write(
     path: str | os.PathLike[str],
     image: Any,
-    qp: int = 29,
+    qp: int = QP_DEFAULT,
     *,
-    chroma: str = "420",
-    level: int = 8,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
     x265_params: str | None = None,
 ) -> int:
-    """Encode ``image`` and write it to ``path``; returns the file size in bytes."""
+    """Encode ``image`` and write it to ``path`` atomically; returns the file size in bytes."""
     data = encode(image, qp, chroma=chroma, level=level, x265_params=x265_params)
-    with open(os.fspath(path), "wb") as f:
-        f.write(data)
+    write_atomic(path, data)
     return len(data)
 
 
 def to_annexb(data: Any) -> bytes:
     """The Annex-B HEVC stream (synthesized VPS/SPS + the file's NAL units) for stock decoders."""
-    return _bpg.annexb(_as_bytes(data))
+    return _bpg.annexb(data=_as_bytes(data))

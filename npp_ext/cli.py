@@ -10,6 +10,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .options import (
+    CHROMA_DEFAULT,
+    CHROMA_FORMATS,
+    LEVEL_DEFAULT,
+    LEVEL_MAX,
+    LEVEL_MIN,
+    QP_DEFAULT,
+    QP_MAX,
+    QP_MIN,
+    EncodeOptions,
+    check_qp,
+    check_threads,
+)
+
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -32,7 +46,8 @@ _DESCRIPTION = """\
 In-process BPG. With no command, runs the demo: scikit-image's sample photos
 round-tripped through BPG at four QPs, with a table of bpp, PSNR and time.
 """
-_CHROMAS = ["420", "444", "422", "gray"]
+_CHROMAS = list(CHROMA_FORMATS)
+_DEMO_QPS = [22, 29, 37, 47]
 
 
 def demo(qps: Sequence[int], level: int, threads: int | None, chroma: str) -> int:
@@ -40,10 +55,9 @@ def demo(qps: Sequence[int], level: int, threads: int | None, chroma: str) -> in
     from . import bpg
 
     for qp in qps:  # refuse bad settings before printing anything
-        bpg._check_qp(qp)
-    bpg._check_level(level)
-    bpg._check_threads(threads)
-    bpg._chroma_code(chroma)
+        check_qp(qp)
+    EncodeOptions(chroma=chroma, level=level)
+    check_threads(threads)
     images = _demo_images()
     names = list(images)
     print(f"npp_ext demo: in-process BPG, level {level}, chroma {chroma}")
@@ -64,19 +78,41 @@ def demo(qps: Sequence[int], level: int, threads: int | None, chroma: str) -> in
     return 0
 
 
-def _read_image(path: str) -> np.ndarray:
-    from PIL import Image
-
-    from .bpg import _check_size, _pil_rgb
-
-    with Image.open(path) as im:
-        _check_size(im.height, im.width)  # before Pillow decodes pixels BPG cannot take
-        return _pil_rgb(im)
-
-
 def _check_not_same_file(src: str, dst: str) -> None:
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise ValueError(f"the output {dst!r} is the input: refusing to overwrite it")
+
+
+def _save_image(image: np.ndarray, path: str) -> None:
+    """Write pixels in the format of the path's extension, atomically."""
+    import io
+
+    from PIL import Image
+
+    from ._fileio import write_atomic
+
+    ext = os.path.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise ValueError(f"unknown image format for {path!r}: give a .png (or other) output")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    write_atomic(path, buf.getvalue())
+
+
+def _level_arg(parser: argparse.ArgumentParser, *flags: str) -> None:
+    parser.add_argument(
+        *flags, type=int, default=LEVEL_DEFAULT, dest="level",
+        help=f"encoder effort, {LEVEL_MIN}..{LEVEL_MAX} (default: {LEVEL_DEFAULT})",
+    )  # fmt: skip
+
+
+def _chroma_arg(parser: argparse.ArgumentParser, *flags: str) -> None:
+    # Checked by npp_ext.options (not argparse's choices), so the message is the library's.
+    parser.add_argument(
+        *flags, default=CHROMA_DEFAULT, dest="chroma", metavar="{" + ",".join(_CHROMAS) + "}",
+        help=f"chroma format (default: {CHROMA_DEFAULT})",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,18 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("demo", help="round-trip scikit-image's sample photos through BPG")
     p.add_argument(
-        "--qp", type=int, nargs="+", default=[22, 29, 37, 47], metavar="QP",
-        help="quantizers, 0..51 (default: 22 29 37 47)",
+        "--qp", type=int, nargs="+", default=_DEMO_QPS, metavar="QP",
+        help=f"quantizers, {QP_MIN}..{QP_MAX} (default: {' '.join(map(str, _DEMO_QPS))})",
     )  # fmt: skip
-    p.add_argument("--level", type=int, default=8, help="encoder effort, 1..9 (default: 8)")
+    _level_arg(p, "--level")
     p.add_argument("--threads", type=int, default=None, help="workers (default: one per core)")
-    p.add_argument("--chroma", choices=_CHROMAS, default="420", help="(default: 420)")
+    _chroma_arg(p, "--chroma")
     p = sub.add_parser("encode", help="encode an image file (PNG, JPEG, ...) to .bpg")
     p.add_argument("input", help="any image Pillow reads")
     p.add_argument("output", help="the .bpg file to write")
-    p.add_argument("-q", "--qp", type=int, default=29, help="quantizer, 0..51 (default: 29)")
-    p.add_argument("-m", "--level", type=int, default=8, help="encoder effort, 1..9 (default: 8)")
-    p.add_argument("-f", "--chroma", choices=_CHROMAS, default="420", help="(default: 420)")
+    p.add_argument(
+        "-q", "--qp", type=int, default=QP_DEFAULT,
+        help=f"quantizer, {QP_MIN}..{QP_MAX} (default: {QP_DEFAULT})",
+    )  # fmt: skip
+    _level_arg(p, "-m", "--level")
+    _chroma_arg(p, "-f", "--chroma")
     p = sub.add_parser("decode", help="decode a .bpg file to PNG (or any format Pillow writes)")
     p.add_argument("input", help="the .bpg file")
     p.add_argument("output", help="the image to write; its extension picks the format")
@@ -113,18 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in (None, "demo"):
             if args.command is None:
-                return demo([22, 29, 37, 47], 8, None, "420")
+                return demo(_DEMO_QPS, LEVEL_DEFAULT, None, CHROMA_DEFAULT)
             return demo(args.qp, args.level, args.threads, args.chroma)
         if args.command == "encode":
+            qp = check_qp(args.qp)  # settings first, before any file is read
+            opts = EncodeOptions(chroma=args.chroma, level=args.level)
             _check_not_same_file(args.input, args.output)
-            n = bpg.write(
-                args.output, _read_image(args.input), args.qp, chroma=args.chroma, level=args.level
-            )
+            n = bpg.write(args.output, bpg.read_image(args.input), qp, **opts.kwargs())
             print(f"{args.output}: {n} bytes")
         elif args.command == "decode":
             if args.output.lower().endswith(".bpg"):
                 raise ValueError("decode writes pixels: give a PNG (or other) output, not .bpg")
-            Image.fromarray(bpg.read(args.input)).save(args.output)
+            _check_not_same_file(args.input, args.output)
+            _save_image(bpg.read(args.input), args.output)
         elif args.command == "info":
             info = bpg.read_info(args.input)
             for key, value in info.__dict__.items():

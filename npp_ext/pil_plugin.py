@@ -1,7 +1,12 @@
 """Pillow plugin: ``Image.open("x.bpg")`` decodes, ``img.save("x.bpg", qp=...)`` encodes.
 
-Registered when :mod:`npp_ext` is imported. Save options: ``qp`` (0..51, default 29),
-``chroma`` ("420", "444", "422", "gray"), ``level`` (1..9, default 8), ``x265_params``.
+Registered explicitly, as ``pillow-heif`` does it: ``npp_ext.register_bpg_opener()`` (or
+:func:`register`). Importing :mod:`npp_ext` has no side effect on Pillow, so a program
+that does not ask for BPG keeps Pillow's format list as it was.
+
+Save options are those of :func:`npp_ext.bpg.encode` with its defaults: ``qp``, ``chroma``,
+``level``, ``x265_params`` (see :mod:`npp_ext.options`). BPG animation is not supported
+(``save_all`` of several frames raises); an alpha channel is dropped with a warning.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 from typing import IO, Any
 
 from PIL import Image, ImageFile
+
+from .options import CHROMA_DEFAULT, LEVEL_DEFAULT, QP_DEFAULT
 
 _MAGIC = b"BPG\xfb"
 
@@ -107,19 +114,29 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
     opts = im.encoderinfo
     data = bpg.encode(
-        im,  # bpg converts it (16-bit grey scaled, not clipped)
-        opts.get("qp", 29),
-        chroma=opts.get("chroma", "420"),
-        level=opts.get("level", 8),
+        im,  # bpg converts it (16-bit grey scaled, not clipped; alpha dropped with a warning)
+        opts.get("qp", QP_DEFAULT),
+        chroma=opts.get("chroma", CHROMA_DEFAULT),
+        level=opts.get("level", LEVEL_DEFAULT),
         x265_params=opts.get("x265_params"),
     )
     fp.write(data)
+
+
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images", ()))
+    if frames > 1:
+        raise OSError(
+            f"BPG animation is not supported ({frames} frames given): save one frame at a time"
+        )
+    _save(im, fp, filename)
 
 
 def register() -> None:
     """Register the BPG format with Pillow (idempotent)."""
     Image.register_open(BpgImageFile.format, BpgImageFile, _accept)
     Image.register_save(BpgImageFile.format, _save)
+    Image.register_save_all(BpgImageFile.format, _save_all)
     Image.register_extension(BpgImageFile.format, ".bpg")
     Image.register_mime(BpgImageFile.format, "image/bpg")
     Image.register_decoder("bpg", _BpgDecoder)

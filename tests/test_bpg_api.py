@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from itertools import pairwise
 
@@ -17,7 +18,7 @@ QPS = [10, 29, 45]
 PIXEL_FORMAT = {"gray": 0, "420": 1, "422": 2, "444": 3}
 # The colour hevc_header of the reference encoder's default (-m 8) for pictures of at
 # least one 64x64 CTU: min CB 8, max CB 64, min TB 4, max TB 32, intra depth 2, SAO on,
-# PCM off, strong intra smoothing on, no extension (BPG_NOTES section 1).
+# PCM off, strong intra smoothing on, no extension (docs/format.md#default-header).
 DEFAULT_HEVC_HEADER = bytes([0x03, 0x92, 0x47, 0x40])
 PPS_NAL_HEADER = bytes([0x44, 0x01])
 
@@ -26,7 +27,7 @@ def size_id(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-# ---- an independent header parser (BPG_NOTES section 1) ----------------------------------
+# ---- an independent header parser (docs/format.md#layout) ---------------------------------
 
 
 class BitReader:
@@ -120,7 +121,7 @@ def roundtrip_input(photo_crop):
         img = photo_crop(h, w, index=h + w)
         if chroma == "gray":  # a gray input: the gray mode loses nothing else
             img = np.ascontiguousarray(img[:, :, 1])
-        return img, bpg.yuv_to_rgb(bpg.rgb_to_yuv(img, chroma), w, h, chroma)
+        return img, bpg.yuv_to_rgb(bpg.rgb_to_yuv(img, chroma), h, w, chroma)
 
     return make
 
@@ -185,7 +186,7 @@ def test_flat_image_roundtrips_almost_exactly(psnr):
 def test_every_level_encodes_every_size(photo_crop, psnr, level, size):
     img = photo_crop(*size, index=5)
     data = bpg.encode(img, 20, level=level)
-    expected = bpg.yuv_to_rgb(bpg.rgb_to_yuv(img), size[1], size[0])
+    expected = bpg.yuv_to_rgb(bpg.rgb_to_yuv(img), size[0], size[1])
     assert psnr(bpg.decode(data), expected) > 35
 
 
@@ -220,17 +221,17 @@ def test_header_fields_follow_the_format(photo_crop, size, chroma):
     # hevc_data starts with the PPS NAL unit, without a start code
     assert data[f["hevc_data_offset"] :].startswith(PPS_NAL_HEADER)
     # hevc_header: block sizes consistent with each other and with the padded layout
-    lay = bpg.yuv_layout(w, h, chroma)
+    lay = bpg.yuv_layout(h, w, chroma)
     min_cb, max_cb = f["log2_min_cb_size"], f["log2_max_cb_size"]
     assert 3 <= min_cb <= max_cb <= 6
-    assert (1 << max_cb) <= min(lay["coded_w"], lay["coded_h"])  # at least one whole CTU
-    assert lay["coded_w"] % (1 << min_cb) == 0 and lay["coded_h"] % (1 << min_cb) == 0
+    assert (1 << max_cb) <= min(lay.coded_w, lay.coded_h)  # at least one whole CTU
+    assert lay.coded_w % (1 << min_cb) == 0 and lay.coded_h % (1 << min_cb) == 0
     assert f["log2_min_tb_size"] == 2
     assert f["log2_max_tb_size"] == min(5, max_cb)
     assert f["max_transform_hierarchy_depth_intra"] == 2
     assert (f["sao"], f["pcm"], f["strong_intra_smoothing"]) == (1, 0, 1)
     assert f["sps_extension_present"] == 0
-    if min(lay["coded_w"], lay["coded_h"]) >= 64:
+    if min(lay.coded_w, lay.coded_h) >= 64:
         assert f["hevc_header"] == DEFAULT_HEVC_HEADER
     # read_info reports the same fields
     info = bpg.read_info(data)
@@ -292,7 +293,9 @@ COLOUR_SIZES = [(1, 1), (1, 7), (6, 1), (3, 5), (7, 9), (9, 17), (33, 20), (77, 
 def test_yuv_layout_matches_the_documented_rule(colour_model, chroma):
     for w in [1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 101, 255]:
         for h in [1, 5, 8, 9, 24, 77, 129]:
-            assert bpg.yuv_layout(w, h, chroma) == colour_model.layout(w, h, chroma), (w, h)
+            want = colour_model.layout(w, h, chroma)
+            got = dataclasses.asdict(bpg.yuv_layout(h, w, chroma))
+            assert {k: got[k] for k in want} == want, (w, h)
 
 
 @pytest.mark.parametrize("chroma", CHROMAS)
@@ -302,7 +305,7 @@ def test_rgb_to_yuv_is_bit_exact_with_the_notes(colour_model, random_image, size
     img = random_image(h, w)
     got = bpg.rgb_to_yuv(img, chroma)
     assert got.dtype == np.uint8 and got.ndim == 1
-    assert got.size == bpg.yuv_layout(w, h, chroma)["total"]
+    assert got.size == bpg.yuv_layout(h, w, chroma).total
     np.testing.assert_array_equal(got, colour_model.rgb_to_yuv(img, chroma))
 
 
@@ -325,9 +328,9 @@ def test_rgb_to_yuv_pads_by_replicating_the_last_column_and_row(
     colour_model, random_image, size, chroma
 ):
     h, w = size
-    lay = bpg.yuv_layout(w, h, chroma)
+    lay = bpg.yuv_layout(h, w, chroma)
     planes = colour_model.split_planes(bpg.rgb_to_yuv(random_image(h, w), chroma), w, h, chroma)
-    reals = [(h, w)] + [(lay["chroma_h"], lay["chroma_w"])] * (len(planes) - 1)
+    reals = [(h, w)] + [(lay.chroma_h, lay.chroma_w)] * (len(planes) - 1)
     for plane, (rh, rw) in zip(planes, reals, strict=True):
         real = plane[:rh, :rw]
         np.testing.assert_array_equal(
@@ -342,9 +345,9 @@ def test_rgb_to_yuv_pads_by_replicating_the_last_column_and_row(
 @pytest.mark.parametrize("size", COLOUR_SIZES, ids=size_id)
 def test_yuv_to_rgb_is_bit_exact_with_the_notes(colour_model, rng, size, chroma):
     h, w = size
-    total = bpg.yuv_layout(w, h, chroma)["total"]
+    total = bpg.yuv_layout(h, w, chroma).total
     yuv = rng.integers(0, 256, total, dtype=np.uint8)
-    got = bpg.yuv_to_rgb(yuv, w, h, chroma)
+    got = bpg.yuv_to_rgb(yuv, h, w, chroma)
     assert got.shape == (h, w, 3) and got.dtype == np.uint8
     np.testing.assert_array_equal(got, colour_model.yuv_to_rgb(yuv, w, h, chroma))
 
@@ -352,25 +355,25 @@ def test_yuv_to_rgb_is_bit_exact_with_the_notes(colour_model, rng, size, chroma)
 @pytest.mark.parametrize("chroma", CHROMAS)
 def test_yuv_to_rgb_ignores_the_padding(rng, chroma):
     w, h = 13, 11
-    lay = bpg.yuv_layout(w, h, chroma)
-    yuv = rng.integers(0, 256, lay["total"], dtype=np.uint8)
+    lay = bpg.yuv_layout(h, w, chroma)
+    yuv = rng.integers(0, 256, lay.total, dtype=np.uint8)
     noisy = yuv.copy()
-    y = noisy[: lay["y_size"]].reshape(lay["coded_h"], lay["coded_w"])
+    y = noisy[: lay.y_size].reshape(lay.coded_h, lay.coded_w)
     y[h:, :] = rng.integers(0, 256, y[h:, :].shape)
     y[:, w:] = rng.integers(0, 256, y[:, w:].shape)
     for i in range(2 if chroma != "gray" else 0):
-        start = lay["y_size"] + i * lay["c_size"]
-        c = noisy[start : start + lay["c_size"]].reshape(lay["coded_ch"], lay["coded_cw"])
-        c[lay["chroma_h"] :, :] = 0
-        c[:, lay["chroma_w"] :] = 255
+        start = lay.y_size + i * lay.c_size
+        c = noisy[start : start + lay.c_size].reshape(lay.coded_ch, lay.coded_cw)
+        c[lay.chroma_h :, :] = 0
+        c[:, lay.chroma_w :] = 255
     np.testing.assert_array_equal(
-        bpg.yuv_to_rgb(noisy, w, h, chroma), bpg.yuv_to_rgb(yuv, w, h, chroma)
+        bpg.yuv_to_rgb(noisy, h, w, chroma), bpg.yuv_to_rgb(yuv, h, w, chroma)
     )
 
 
 def test_gray_yuv_converts_to_equal_rgb_channels(rng):
-    yuv = rng.integers(0, 256, bpg.yuv_layout(10, 9, "gray")["total"], dtype=np.uint8)
-    rgb = bpg.yuv_to_rgb(yuv, 10, 9, "gray")
+    yuv = rng.integers(0, 256, bpg.yuv_layout(9, 10, "gray").total, dtype=np.uint8)
+    rgb = bpg.yuv_to_rgb(yuv, 9, 10, "gray")
     y = yuv[: 16 * 16].reshape(16, 16)[:9, :10]
     for c in range(3):
         np.testing.assert_array_equal(rgb[..., c], y)
@@ -384,11 +387,11 @@ def test_colour_conversion_accepts_the_other_input_types(random_image, torch):
     np.testing.assert_array_equal(bpg.rgb_to_yuv(torch.from_numpy(img).permute(2, 0, 1)), expected)
     np.testing.assert_array_equal(bpg.rgb_to_yuv(Image.fromarray(img)), expected)
     yuv_t = torch.from_numpy(expected.copy())
-    np.testing.assert_array_equal(bpg.yuv_to_rgb(yuv_t, 14, 9), bpg.yuv_to_rgb(expected, 14, 9))
+    np.testing.assert_array_equal(bpg.yuv_to_rgb(yuv_t, 9, 14), bpg.yuv_to_rgb(expected, 9, 14))
     # a 2-D view with the right number of bytes is accepted as well
-    lay = bpg.yuv_layout(14, 9)
+    lay = bpg.yuv_layout(9, 14)
     np.testing.assert_array_equal(
-        bpg.yuv_to_rgb(expected.reshape(-1, lay["coded_w"]), 14, 9), bpg.yuv_to_rgb(expected, 14, 9)
+        bpg.yuv_to_rgb(expected.reshape(-1, lay.coded_w), 9, 14), bpg.yuv_to_rgb(expected, 9, 14)
     )
 
 
@@ -401,7 +404,7 @@ def test_encode_yuv_of_rgb_to_yuv_equals_encode(photo_crop, size, chroma):
     h, w = size
     img = photo_crop(h, w, index=7)
     data = bpg.encode(img, 31, chroma=chroma)
-    assert bpg.encode_yuv(bpg.rgb_to_yuv(img, chroma), w, h, 31, chroma=chroma) == data
+    assert bpg.encode_yuv(bpg.rgb_to_yuv(img, chroma), h, w, 31, chroma=chroma) == data
 
 
 @pytest.mark.parametrize("chroma", CHROMAS)
@@ -410,15 +413,15 @@ def test_decode_yuv_is_consistent_with_decode(colour_model, photo_crop, size, ch
     h, w = size
     data = bpg.encode(photo_crop(h, w, index=8), 27, chroma=chroma)
     yuv, info = bpg.decode_yuv(data)
-    lay = bpg.yuv_layout(w, h, chroma)
-    assert yuv.dtype == np.uint8 and yuv.shape == (lay["total"],)
+    lay = bpg.yuv_layout(h, w, chroma)
+    assert yuv.dtype == np.uint8 and yuv.shape == (lay.total,)
     assert info == bpg.read_info(data)
     rgb = bpg.decode(data)
-    np.testing.assert_array_equal(bpg.yuv_to_rgb(yuv, w, h, chroma), rgb)
+    np.testing.assert_array_equal(bpg.yuv_to_rgb(yuv, h, w, chroma), rgb)
     np.testing.assert_array_equal(colour_model.yuv_to_rgb(yuv, w, h, chroma), rgb)
     # the padding of decoded planes replicates the real area's last column and row
     planes = colour_model.split_planes(yuv, w, h, chroma)
-    reals = [(h, w)] + [(lay["chroma_h"], lay["chroma_w"])] * (len(planes) - 1)
+    reals = [(h, w)] + [(lay.chroma_h, lay.chroma_w)] * (len(planes) - 1)
     for plane, (rh, rw) in zip(planes, reals, strict=True):
         expected = np.pad(
             plane[:rh, :rw], ((0, plane.shape[0] - rh), (0, plane.shape[1] - rw)), "edge"
@@ -428,16 +431,16 @@ def test_decode_yuv_is_consistent_with_decode(colour_model, photo_crop, size, ch
 
 def test_encode_yuv_roundtrips_planes(rng, psnr):
     w, h = 40, 24
-    lay = bpg.yuv_layout(w, h, "444")
+    lay = bpg.yuv_layout(h, w, "444")
     # smooth planes so that QP 4 keeps them almost exactly
-    yy, xx = np.mgrid[0 : lay["coded_h"], 0 : lay["coded_w"]]
+    yy, xx = np.mgrid[0 : lay.coded_h, 0 : lay.coded_w]
     plane = (xx * 3 + yy * 2).astype(np.uint8)
     yuv = np.concatenate(
         [plane.reshape(-1), (255 - plane).reshape(-1), (plane // 2 + 64).reshape(-1)]
     )
-    back, info = bpg.decode_yuv(bpg.encode_yuv(yuv, w, h, 4, chroma="444"))
-    a = yuv.reshape(3, lay["coded_h"], lay["coded_w"])[:, :h, :w]
-    b = back.reshape(3, lay["coded_h"], lay["coded_w"])[:, :h, :w]
+    back, info = bpg.decode_yuv(bpg.encode_yuv(yuv, h, w, 4, chroma="444"))
+    a = yuv.reshape(3, lay.coded_h, lay.coded_w)[:, :h, :w]
+    b = back.reshape(3, lay.coded_h, lay.coded_w)[:, :h, :w]
     assert psnr(a, b) > 45
     assert (info.width, info.height, info.chroma) == (w, h, "444")
 
@@ -673,6 +676,9 @@ def test_write_and_read_files(tmp_path, photo_crop, torch):
 def test_written_file_opens_with_the_pillow_plugin(tmp_path, photo_crop):
     from PIL import Image
 
+    import npp_ext
+
+    npp_ext.register_bpg_opener()
     img = photo_crop(18, 27)
     path = tmp_path / "a.bpg"
     bpg.write(path, img, 30)
@@ -730,7 +736,7 @@ def test_small_argument_forms(photo_crop):
 
 def test_encode_yuv_refuses_a_float_tensor_with_a_type_error():
     torch = pytest.importorskip("torch")
-    yuv = torch.zeros(bpg.yuv_layout(8, 8, "420")["total"], requires_grad=True)
+    yuv = torch.zeros(bpg.yuv_layout(8, 8, "420").total, requires_grad=True)
     with pytest.raises(TypeError, match="uint8"):
         bpg.encode_yuv(yuv, 8, 8)
 
@@ -756,7 +762,7 @@ def _through_every_encoder(img, tmp_path, **opts) -> list[bytes]:
         bpg.encode(img, 30, **opts),
         *bpg.encode_batch([img], 30, **opts),
         rt_file,
-        bpg.encode_yuv(bpg.rgb_to_yuv(img, chroma), w, h, 30, **opts),
+        bpg.encode_yuv(bpg.rgb_to_yuv(img, chroma), h, w, 30, **opts),
         path.read_bytes(),
     ]
     assert bits == 8 * len(files[0])

@@ -86,9 +86,17 @@ def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys, photo_crop):
 
 def test_argument_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["encode", "a.png", "b.bpg", "-f", "420_video"])
+        main(["encode", "a.png"])
     assert e.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "the following arguments are required: output" in capsys.readouterr().err
+
+
+def test_bad_settings_are_refused_by_the_library_with_exit_1(tmp_path, capsys):
+    # Checked by npp_ext.options, so the message is the one every entry point gives.
+    assert (
+        main(["encode", str(tmp_path / "a.png"), str(tmp_path / "b.bpg"), "-f", "420_video"]) == 1
+    )
+    assert "chroma must be one of '420', '444', '422', 'gray'" in capsys.readouterr().err
 
 
 def test_huge_images_are_refused_with_a_message(tmp_path, capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""The Pillow plugin registered by ``import npp_ext``: open, load, save."""
+"""The Pillow plugin registered by ``npp_ext.register_bpg_opener()``: open, load, save."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-import npp_ext  # noqa: F401  (registers the plugin)
+import npp_ext
 from npp_ext import bpg
 from npp_ext.cli import main
+
+npp_ext.register_bpg_opener()
 
 
 def test_plugin_is_registered():
