@@ -245,6 +245,8 @@ class BPGProxyFn(torch.autograd.Function):
         n, _, h, w = x_bar.shape
         qps = qp_list(qp, n)
 
+        # Checked on the device now, read after the codec (no sync before the GPU work).
+        non_finite = ~torch.isfinite(x_bar.detach()).all()
         future, staging = _start_codec(x_bar, qps, opts, threads)
         # The proxy only serves the backward pass: without one (no_grad, inference, or only
         # qp asking for a gradient) skip it.
@@ -280,6 +282,8 @@ class BPGProxyFn(torch.autograd.Function):
             raise
 
         x_hat, nbits = _finish_codec(future, staging, x_bar.device, h, w, opts.chroma)
+        if bool(non_finite):
+            raise ValueError("x_bar holds NaN or infinite values; pixels must be finite")
         if x_bar.dtype == torch.float64:
             x_hat = (x_hat.to(torch.float64) * 255).round_() / 255  # exactly k / 255
         x_hat = x_hat.to(x_bar.dtype)
