@@ -4,6 +4,7 @@ Compression for Machine Vision" (TCSVT 2024), conditioned on the BPG QP.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..ops import eager
+from ..options import EncodeOptions
 from .layers import QALayer, normalize_qp, pad_to_multiple, validate_image, validate_state_dict
 
 __all__ = ["NPP"]
@@ -194,3 +196,27 @@ class NPP(nn.Module):
         """Load weights after checking every shape; a mismatch raises ValueError naming the key."""
         validate_state_dict(self, state_dict, strict=strict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that shape the weights (none: one architecture)."""
+        return {}
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        codec: EncodeOptions | None = None,
+        qp: int | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> NPP:
+        """An NPP saved by ``npp-ext train`` (or :func:`npp_ext.checkpoint.save`), in eval mode.
+
+        ``codec`` and ``qp``: the settings it is about to be used with; a checkpoint trained
+        for other ones warns. What the file records (codec, QP range, task, config) is kept
+        in the model's ``checkpoint`` attribute.
+        """
+        from ..checkpoint import load_model
+
+        return load_model(cls, "npp", path, codec=codec, qp=qp, map_location=map_location)

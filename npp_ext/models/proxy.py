@@ -8,12 +8,14 @@ this model in place of BPG's (non-differentiable) encode/decode.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from ..options import EncodeOptions
 from .entropy import EntropyBottleneck, GaussianConditional, estimate_bits
 from .layers import (
     GDN,
@@ -207,3 +209,21 @@ class Proxy(nn.Module):
         model = cls(**cls.config_from_state_dict(state_dict))
         model.load_state_dict(state_dict)
         return model
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        codec: EncodeOptions | None = None,
+        qp: int | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> Proxy:
+        """A proxy saved by ``npp-ext train-proxy``, in eval mode (see ``NPP.from_checkpoint``).
+
+        The proxy stands in for BPG at the codec settings it was fitted to; other ``codec``
+        settings or a ``qp`` outside its range warn.
+        """
+        from ..checkpoint import load_model
+
+        return load_model(cls, "proxy", path, codec=codec, qp=qp, map_location=map_location)
