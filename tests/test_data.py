@@ -267,6 +267,20 @@ def test_sampler_splits_an_epoch_between_ranks() -> None:
         data.SeededSampler(10, rank=3, world=3)
 
 
+def test_loader_reads_its_rank_part_when_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _numbered_images(10)
+    parts = []
+    for rank in range(2):  # what each process of an initialized 2-rank group would see
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda r=rank: r)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        loader = data.make_loader(ds, 5, seed=2)
+        loader.sampler.set_epoch(4)
+        parts.append([p for b in loader for p in b["path"]])
+    assert len(parts[0]) == len(parts[1]) == 5
+    assert sorted(parts[0] + parts[1]) == sorted(f"image{i}" for i in range(10))
+
+
 # --------------------------------------------------------------------------- held-out split
 
 

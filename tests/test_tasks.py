@@ -207,7 +207,8 @@ def test_efficientnet_lite0_loads_offline(monkeypatch: pytest.MonkeyPatch) -> No
         raise AssertionError("EfficientNet-Lite0 tried to open a network connection")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    task = tasks.efficientnet_lite0()
+    task = tasks.build_task("efficientnet_lite0", labels="data")
+    assert isinstance(task, tasks.Classification) and task.labels == "data"
     assert sum(p.numel() for p in task.parameters()) > 4_000_000
     torch.testing.assert_close(task.mean.flatten(), torch.full((3,), 127 / 255))
     torch.testing.assert_close(task.std.flatten(), torch.full((3,), 128 / 255))
