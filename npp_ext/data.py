@@ -37,6 +37,7 @@ __all__ = [
     "Compose",
     "ImageFiles",
     "ImageList",
+    "PHOTO_SPLITS",
     "RandomCrop",
     "RandomFlip",
     "SeededSampler",
