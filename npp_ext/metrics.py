@@ -120,8 +120,9 @@ def bd_rate(
         ia = _pchip_integral(qa, np.log10(ra), lo, hi)
         it = _pchip_integral(qt, np.log10(rt), lo, hi)
     else:
-        pa, pt = np.polyint(np.polyfit(qa, np.log10(ra), 3)), np.polyint(
-            np.polyfit(qt, np.log10(rt), 3)
+        pa, pt = (
+            np.polyint(np.polyfit(qa, np.log10(ra), 3)),
+            np.polyint(np.polyfit(qt, np.log10(rt), 3)),
         )
         ia = np.polyval(pa, hi) - np.polyval(pa, lo)
         it = np.polyval(pt, hi) - np.polyval(pt, lo)
