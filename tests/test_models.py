@@ -883,9 +883,11 @@ def test_proxy_state_dict_round_trip(context):
 @pytest.mark.parametrize("context", [False, True])
 def test_proxy_config_from_state_dict_finds_a_non_default_gain_hidden(context):
     torch.manual_seed(0)
-    model = Proxy(PN, PM, context=context, gain_hidden=5).eval()
+    model = Proxy(PN, PM, context=context, gain_hidden=5, entropy_filters=(3, 2, 3, 3)).eval()
     state = model.state_dict()
-    want = {"N": PN, "M": PM, "context": context, "gain_hidden": 5}
+    want = {
+        "N": PN, "M": PM, "context": context, "gain_hidden": 5, "entropy_filters": [3, 2, 3, 3]
+    }  # fmt: skip
     assert Proxy.config_from_state_dict(state) == want
     rebuilt = Proxy.from_state_dict(state).eval()
     assert rebuilt.config == want == model.config

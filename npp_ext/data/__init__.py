@@ -14,15 +14,18 @@ when it is installed.
 
 Modules: ``items`` (what an item is), ``files`` (``ImageFiles``, ``ImageList``),
 ``adapters`` (torchvision datasets, COCO), ``transforms``, ``loader`` (``collate``,
-``SeededSampler``, ``make_loader``), ``split`` (``split_holdout``) and ``photos`` (the
-sample photos).
+``SeededSampler``, ``make_loader``), ``steps`` (training batches indexed by step),
+``split`` (``split_holdout``), ``specs`` (datasets named on the command line) and
+``photos`` (the sample photos).
 """
 
 from .adapters import TorchvisionDataset, coco
 from .files import IMAGE_EXTENSIONS, ImageFiles, ImageList
 from .loader import SeededSampler, collate, make_loader
 from .photos import PHOTO_SPLITS, photo_crops, sample_photos
+from .specs import open_dataset
 from .split import split_holdout
+from .steps import StepBatches, step_loader
 from .transforms import CenterCrop, Compose, RandomCrop, RandomFlip, to_float
 
 __all__ = [
@@ -35,12 +38,15 @@ __all__ = [
     "RandomCrop",
     "RandomFlip",
     "SeededSampler",
+    "StepBatches",
     "TorchvisionDataset",
     "coco",
     "collate",
     "make_loader",
+    "open_dataset",
     "photo_crops",
     "sample_photos",
     "split_holdout",
+    "step_loader",
     "to_float",
 ]

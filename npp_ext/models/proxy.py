@@ -88,7 +88,14 @@ class Proxy(nn.Module):
     lambda. One QP-conditioned model serves all QPs here (see above).
     """
 
-    def __init__(self, N: int = 128, M: int = 192, context: bool = False, gain_hidden: int = 64):
+    def __init__(
+        self,
+        N: int = 128,
+        M: int = 192,
+        context: bool = False,
+        gain_hidden: int = 64,
+        entropy_filters: tuple[int, ...] = (3, 3, 3),
+    ):
         super().__init__()
         if min(N, M, gain_hidden) < 1:
             raise ValueError(f"N, M and gain_hidden must be >= 1, got {N}, {M}, {gain_hidden}")
@@ -96,6 +103,7 @@ class Proxy(nn.Module):
         self.M = int(M)
         self.context = bool(context)
         self.gain_hidden = int(gain_hidden)
+        self.entropy_filters = tuple(int(f) for f in entropy_filters)
 
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
@@ -130,7 +138,7 @@ class Proxy(nn.Module):
             )
         self.gain_y = QPGain(gain_hidden, M)
         self.gain_z = QPGain(gain_hidden, N)
-        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.entropy_bottleneck = EntropyBottleneck(N, filters=self.entropy_filters)
         self.gaussian_conditional = GaussianConditional()
 
     # ------------------------------------------------------------------ forward
@@ -171,7 +179,13 @@ class Proxy(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor arguments, e.g. to store next to a state dict."""
-        return {"N": self.N, "M": self.M, "context": self.context, "gain_hidden": self.gain_hidden}
+        return {
+            "N": self.N,
+            "M": self.M,
+            "context": self.context,
+            "gain_hidden": self.gain_hidden,
+            "entropy_filters": list(self.entropy_filters),
+        }
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
@@ -201,6 +215,12 @@ class Proxy(nn.Module):
             "M": m,
             "context": "context_prediction.weight" in state_dict,
             "gain_hidden": hidden,
+            "entropy_filters": [
+                int(state_dict[f"entropy_bottleneck.matrices.{i}"].shape[1])
+                for i in range(
+                    sum(k.startswith("entropy_bottleneck.matrices.") for k in state_dict) - 1
+                )
+            ],
         }
 
     @classmethod

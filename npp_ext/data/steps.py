@@ -1,0 +1,118 @@
+"""Training batches indexed by step: batch t is a fixed function of (seed, t).
+
+A run of global batch G reads, at step t, positions [t*G, (t+1)*G) of the concatenated
+epoch orders (each epoch a seeded permutation; the items that do not fill a whole batch
+at an epoch's end are skipped). Under ``torch.distributed`` rank r takes positions
+r, r+W, ... of that global batch. So a run resumed at step t, or split over any number of
+ranks, reads exactly the items (and, through each item's seed, the crops) an
+uninterrupted one-process run reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .items import Transform
+from .loader import _mix, _seed_worker, collate
+
+__all__ = ["StepBatches", "step_loader"]
+
+
+class StepBatches(Sampler):
+    """Batches of ``(index, item_seed)`` from step ``start`` on (see the module docstring)."""
+
+    def __init__(
+        self,
+        n: int,
+        global_batch: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        start: int = 0,
+        steps: int | None = None,
+    ) -> None:
+        if n < global_batch:
+            raise ValueError(f"{n} items make no full batch of {global_batch}")
+        if world < 1 or not 0 <= rank < world or global_batch % world:
+            raise ValueError(
+                f"the global batch {global_batch} must split evenly over {world} ranks "
+                f"(rank {rank})"
+            )
+        self.n, self.batch, self.seed = n, global_batch, int(seed)
+        self.rank, self.world, self.start, self.steps = rank, world, int(start), steps
+        self.per_epoch = n // global_batch
+        self._orders: dict[int, tuple[list[int], list[int]]] = {}
+
+    def _epoch(self, epoch: int) -> tuple[list[int], list[int]]:
+        if epoch not in self._orders:
+            g = torch.Generator().manual_seed(_mix(self.seed, epoch, 0))
+            order = torch.randperm(self.n, generator=g).tolist()
+            seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
+            self._orders = {epoch: (order, seeds)}  # keep one epoch: bounded memory
+        return self._orders[epoch]
+
+    def batch_indices(self, step: int) -> list[tuple[int, int]]:
+        """This rank's ``(index, item_seed)`` pairs of step ``step``."""
+        epoch, k = divmod(step, self.per_epoch)
+        order, seeds = self._epoch(epoch)
+        picked = order[k * self.batch : (k + 1) * self.batch][self.rank :: self.world]
+        return [(i, seeds[i]) for i in picked]
+
+    def __len__(self) -> int:
+        if self.steps is None:
+            raise TypeError("an endless StepBatches has no length")
+        return max(0, self.steps - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        steps = itertools.count(self.start) if self.steps is None else range(self.start, self.steps)
+        for step in steps:
+            yield self.batch_indices(step)
+
+
+class _Seeded(Dataset):
+    def __init__(self, dataset: Any, transform: Transform | None) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        item = self.dataset[index]
+        if self.transform is None:
+            return item
+        return self.transform(item, torch.Generator().manual_seed(seed))
+
+
+def step_loader(
+    dataset: Any,
+    global_batch: int,
+    *,
+    transform: Transform | None,
+    seed: int,
+    start: int,
+    steps: int | None,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader of this rank's collated batches for steps ``start`` .. ``steps - 1``."""
+    sampler = StepBatches(
+        len(dataset), global_batch, seed=seed, rank=rank, world=world, start=start, steps=steps
+    )
+    return DataLoader(
+        _Seeded(dataset, transform),
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        worker_init_fn=_seed_worker,
+        persistent_workers=False,
+    )
