@@ -38,7 +38,7 @@ def test_demo_table_matches_the_library(capsys, photos):
     "args", [["--qp", "99"], ["--level", "0"], ["--threads", "-1"], ["--qp", "29", "52"]]
 )
 def test_demo_refuses_bad_settings_before_printing(capsys, args):
-    assert main(["demo", *args]) == 1
+    assert main(["codec-demo", *args]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("npp-ext: error: ")
 

@@ -1,9 +1,10 @@
 """Training batches indexed by step: batch t is a fixed function of (seed, t).
 
-A run of global batch G reads, at step t, positions [t*G, (t+1)*G) of the concatenated
-epoch orders (each epoch a seeded permutation; the items that do not fill a whole batch
-at an epoch's end are skipped). Under ``torch.distributed`` rank r takes positions
-r, r+W, ... of that global batch. So a run resumed at step t, or split over any number of
+A run of global batch G reads, at step t, positions [t*G, (t+1)*G) of the endless
+concatenation of epoch orders (each epoch a seeded permutation of the dataset, each
+item with its own seed per epoch, so a small dataset gives fresh crops in every epoch and
+a batch may be larger than the dataset). Under ``torch.distributed`` rank r takes
+positions r, r+W, ... of that global batch. So a run resumed at step t, or split over any number of
 ranks, reads exactly the items (and, through each item's seed, the crops) an
 uninterrupted one-process run reads.
 """
@@ -37,8 +38,8 @@ class StepBatches(Sampler):
         start: int = 0,
         steps: int | None = None,
     ) -> None:
-        if n < global_batch:
-            raise ValueError(f"{n} items make no full batch of {global_batch}")
+        if n < 1:
+            raise ValueError("the dataset is empty")
         if world < 1 or not 0 <= rank < world or global_batch % world:
             raise ValueError(
                 f"the global batch {global_batch} must split evenly over {world} ranks "
@@ -46,7 +47,6 @@ class StepBatches(Sampler):
             )
         self.n, self.batch, self.seed = n, global_batch, int(seed)
         self.rank, self.world, self.start, self.steps = rank, world, int(start), steps
-        self.per_epoch = n // global_batch
         self._orders: dict[int, tuple[list[int], list[int]]] = {}
 
     def _epoch(self, epoch: int) -> tuple[list[int], list[int]]:
@@ -54,15 +54,19 @@ class StepBatches(Sampler):
             g = torch.Generator().manual_seed(_mix(self.seed, epoch, 0))
             order = torch.randperm(self.n, generator=g).tolist()
             seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
-            self._orders = {epoch: (order, seeds)}  # keep one epoch: bounded memory
+            if len(self._orders) > 2:  # bounded memory: a batch spans few epochs
+                self._orders.pop(min(self._orders))
+            self._orders[epoch] = (order, seeds)
         return self._orders[epoch]
 
     def batch_indices(self, step: int) -> list[tuple[int, int]]:
         """This rank's ``(index, item_seed)`` pairs of step ``step``."""
-        epoch, k = divmod(step, self.per_epoch)
-        order, seeds = self._epoch(epoch)
-        picked = order[k * self.batch : (k + 1) * self.batch][self.rank :: self.world]
-        return [(i, seeds[i]) for i in picked]
+        picked = []
+        for pos in range(step * self.batch + self.rank, (step + 1) * self.batch, self.world):
+            epoch, k = divmod(pos, self.n)
+            order, seeds = self._epoch(epoch)
+            picked.append((order[k], seeds[order[k]]))
+        return picked
 
     def __len__(self) -> int:
         if self.steps is None:

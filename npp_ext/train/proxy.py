@@ -223,15 +223,18 @@ def train_proxy(cfg: ProxyConfig, *, quiet: bool = False) -> str:
                     ).images
                     target = rec.to(rt.device).float() / 255
                 loss, bpp, mse = _step_loss(proxy, x, target, qps.to(rt.device), table)
+                loss_value = loss.detach()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if (step + 1) % cfg.calib_every == 0 or step + 1 == cfg.steps:
                     table, rates = _recalibrate(table, proxy, calib_x, points)
                 bar.update(1)
-                bar.set_postfix(stage=stage, loss=f"{float(loss):.4f}", bpp=f"{float(bpp):.3f}")
+                bar.set_postfix(
+                    stage=stage, loss=f"{loss_value.item():.4f}", bpp=f"{bpp.item():.3f}"
+                )
                 if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                    log.write({"step": step + 1, "stage": stage, "loss": float(loss),
+                    log.write({"step": step + 1, "stage": stage, "loss": float(loss_value),
                                "bpp": float(bpp), "mse": float(mse)})  # fmt: skip
     finally:
         log.close()
