@@ -163,12 +163,16 @@ def _initial_proxy(cfg: ProxyConfig) -> Proxy:
 
 def _step_loss(
     proxy: Proxy, x: Tensor, target: Tensor, qps: Tensor, table: LambdaTable
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss to minimise (rate-distortion plus the prior's quantile loss) and its
+    terms: ``rd`` (the rate-distortion part), ``bpp``, ``mse`` (255^2 units)."""
     out = proxy(x, qps)
     bpp = out.bits / (x.shape[2] * x.shape[3])
     mse = ((out.x_hat - target) ** 2).flatten(1).mean(1) * _MSE_SCALE
-    loss = (bpp + table(qps).to(x.device) * mse).mean() + proxy.aux_loss()
-    return loss, bpp.detach().mean(), mse.detach().mean()
+    rd = (bpp + table(qps).to(x.device) * mse).mean()
+    terms = {"rd": float(rd.detach()), "bpp": float(bpp.detach().mean())}
+    terms["mse"] = float(mse.detach().mean())
+    return rd + proxy.aux_loss(), terms
 
 
 def train_proxy(cfg: ProxyConfig, *, quiet: bool = False) -> str:
@@ -222,20 +226,16 @@ def train_proxy(cfg: ProxyConfig, *, quiet: bool = False) -> str:
                         batch["image"], qps.tolist(), threads=threads, **cfg.codec.kwargs()
                     ).images
                     target = rec.to(rt.device).float() / 255
-                loss, bpp, mse = _step_loss(proxy, x, target, qps.to(rt.device), table)
-                loss_value = loss.detach()
+                loss, terms = _step_loss(proxy, x, target, qps.to(rt.device), table)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if (step + 1) % cfg.calib_every == 0 or step + 1 == cfg.steps:
                     table, rates = _recalibrate(table, proxy, calib_x, points)
                 bar.update(1)
-                bar.set_postfix(
-                    stage=stage, loss=f"{loss_value.item():.4f}", bpp=f"{bpp.item():.3f}"
-                )
+                bar.set_postfix(stage=stage, rd=f"{terms['rd']:.4f}", bpp=f"{terms['bpp']:.3f}")
                 if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                    log.write({"step": step + 1, "stage": stage, "loss": float(loss_value),
-                               "bpp": float(bpp), "mse": float(mse)})  # fmt: skip
+                    log.write({"step": step + 1, "stage": stage, **terms})
     finally:
         log.close()
     report["after"] = proxy_report(proxy, report_crops, grid, cfg, threads)
