@@ -36,6 +36,7 @@ _HELP = {
     "log_every": "write a log line every N steps",
     "proxy": "the proxy checkpoint (npp-ext train-proxy)",
     "task": "efficientnet_lite0, torchvision:NAME, torchvision-detection:NAME, module:M:F",
+    "task_weights": "state dict of a torchvision:NAME task network (nothing is downloaded)",
     "labels": "teacher (the task network's own prediction) or data (the dataset's labels)",
     "lambdas": "the task loss weight per QP, QP:LAMBDA,... (the authors' pairs by default)",
     "beta": "weight of MSE(x_bar, x) on [0, 1]",
@@ -91,6 +92,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--holdout", type=float, default=None,
                    help="fraction held out of a folder (default: the NPP run's)")  # fmt: skip
     p.add_argument("--task", default=None, help="task spec (default: the NPP run's)")
+    p.add_argument("--task-weights", default=None, help="(default: the NPP run's)")
     p.add_argument("--labels", default="teacher", help=_HELP["labels"])
     p.add_argument("--qp", type=int, nargs="+", default=[22, 27, 32, 37, 42, 47])
     p.add_argument("--crop", type=int, default=224, help="centre crops of this side (0: whole)")
@@ -147,7 +149,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.npp:
         npp = NPP.from_checkpoint(args.npp, codec=codec)
         run = npp.checkpoint.get("config", {})
-    task = build_task(args.task or run.get("task", "efficientnet_lite0"), labels=args.labels)
+    weights = args.task_weights if args.task_weights is not None else run.get("task_weights")
+    kw = {"weights": weights} if weights else {}
+    task = build_task(args.task or run.get("task", "efficientnet_lite0"), labels=args.labels, **kw)
     images, extras = _eval_images(args, run)
     device = "cuda" if args.device == "auto" and _cuda() else args.device
     result = evaluate(

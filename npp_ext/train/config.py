@@ -92,6 +92,7 @@ class NPPConfig(_Common):
     out: str = "runs/npp"
     proxy: str = ""
     task: str = "efficientnet_lite0"
+    task_weights: str = ""
     labels: str = "teacher"
     qp_range: tuple[int, int] = (25, 44)
     lambdas: str = field(default_factory=lambda: str(LambdaTable(AUTHORS_PAIRS)))

@@ -49,6 +49,8 @@ def draw_qps(seed: int, step: int, n: int, qp_range: tuple[int, int], per_image:
 
 def _task(cfg: NPPConfig) -> Task:
     kw: dict[str, Any] = {"labels": cfg.labels}
+    if cfg.task_weights:
+        kw["weights"] = cfg.task_weights
     return build_task(cfg.task, **kw)
 
 
