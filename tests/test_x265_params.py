@@ -33,12 +33,12 @@ def test_a_nul_character_is_refused_not_cut(params):
     ],
 )
 def test_the_parameter_x265_refuses_is_named(params, culprit):
+    before = [bpg.encode(IMG, 30, x265_params="no-sao"), bpg.encode(BIG, 30)]
     for img in (IMG, BIG):
         with pytest.raises(bpg.BPGError, match=f"parameter '{culprit}'"):
             bpg.encode(img, 30, x265_params=params)
-    # the encoder still works afterwards, with and without parameters
-    assert bpg.decode(bpg.encode(IMG, 30, x265_params="no-sao")).shape == (16, 16, 3)
-    assert bpg.decode(bpg.encode(BIG, 30)).shape == (72, 80, 3)
+    # the probes leave the encoders as they were: same bytes afterwards
+    assert [bpg.encode(IMG, 30, x265_params="no-sao"), bpg.encode(BIG, 30)] == before
 
 
 def test_valid_values_of_the_same_names_are_accepted():
