@@ -392,8 +392,10 @@ bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<Nal
 }
 
 // One decode of the colour plane into `planes` (layout of the header's size).
+// *undecoded: whether some coding tree block was never reached; the caller
+// refuses the picture then (after verification, whose message is sharper).
 bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalRef> &nals,
-                       std::vector<uint8_t> &planes)
+                       std::vector<uint8_t> &planes, bool *undecoded)
 {
     std::string err;
     bpg_status s;
@@ -428,10 +430,7 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
     if (static_cast<int>(dc) != want || de265_get_bits_per_pixel(img, 0) != 8) {
         return fail(dec, BPG_ERR_CORRUPT, "decoded picture does not match the header's format");
     }
-    if (has_undecoded_block(img, *h, chroma)) {
-        return fail(dec, BPG_ERR_CORRUPT,
-                    "the picture was not completely decoded (truncated or corrupt slice data)");
-    }
+    *undecoded = has_undecoded_block(img, *h, chroma);
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     try {
         planes.resize(l.total);
@@ -458,6 +457,9 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
     return BPG_OK;
 }
 
+constexpr const char *kUndecoded =
+    "the picture was not completely decoded (truncated or corrupt slice data)";
+
 // Decode the colour plane into dec->planes, verified unless told otherwise.
 bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Header *h)
 {
@@ -470,9 +472,12 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         s = select_nals(*h, data, &nals, &err);
     if (s != BPG_OK)
         return fail(dec, s, err);
-    s = decode_once(dec, h, nals, dec->planes);
-    if (s != BPG_OK || !dec->verify)
+    bool undecoded = false, undecoded_probe = false;
+    s = decode_once(dec, h, nals, dec->planes, &undecoded);
+    if (s != BPG_OK)
         return s;
+    if (!dec->verify)
+        return undecoded ? fail(dec, BPG_ERR_CORRUPT, kUndecoded) : BPG_OK;
     // The last slice with bytes appended: an intact slice ends before them.
     size_t last = nals.size();
     for (size_t i = 0; i < nals.size(); ++i)
@@ -482,11 +487,11 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     padded.insert(padded.end(), 16, 0xA5);
     std::vector<NalRef> probe = nals;
     probe[last] = {padded.data(), padded.size()};
-    const bpg_status sv = decode_once(dec, h, probe, dec->verify_planes);
+    const bpg_status sv = decode_once(dec, h, probe, dec->verify_planes, &undecoded_probe);
     if (sv != BPG_OK || dec->verify_planes != dec->planes)
         return fail(dec, BPG_ERR_TRUNCATED,
                     "the slice data is truncated or damaged (its decoding runs past its end)");
-    return BPG_OK;
+    return undecoded ? fail(dec, BPG_ERR_CORRUPT, kUndecoded) : BPG_OK;
 }
 
 // Whether `height` rows `stride` bytes apart, the last one 3 * width bytes,
