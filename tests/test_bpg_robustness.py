@@ -539,18 +539,47 @@ def damaged_files(small_files) -> list[bytes]:
     return [mutate(bases[i % len(bases)], rnd) for i in range(FUZZ_COUNT)]
 
 
-def test_fuzz_damaged_files_decode_or_raise(damaged_files):
+@pytest.fixture(scope="module")
+def resized_files(small_files) -> list[bytes]:
+    """Each small file claiming sizes around its own and far from it (header-size damage)."""
+    out = []
+    for data in small_files.values():
+        info = bpg.read_info(data)
+        widths = sorted({1, info.width - 1, info.width, info.width + 1, 2 * info.width, 64, 300})
+        heights = sorted({1, info.height - 1, info.height + 1, 2 * info.height, 40, 1000})
+        out += [with_size(data, ue7(w), ue7(h)) for w in widths for h in heights if w > 0 and h > 0]
+    return out
+
+
+def test_fuzz_damaged_files_decode_or_raise(damaged_files, resized_files):
     """Each mutation decodes to (H, W, 3) or raises BPGError/ValueError: no crash, no hang.
 
-    decode, decode_yuv, to_annexb and decode_batch (thread pool) all see every file.
+    decode, decode_yuv, to_annexb and decode_batch (thread pool) all see every file, and
+    a file that decodes gives the same pixels again after a noise picture was decoded in
+    between: nothing of an earlier picture shows through.
     """
+    rng = np.random.default_rng(3)
+    others = [
+        bpg.encode(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), 20, level=1)
+        for h, w in ((16, 24), (40, 32))
+    ]
+    files = damaged_files + resized_files
     faulthandler.dump_traceback_later(FUZZ_WATCHDOG_S, exit=True)
     try:
         t0 = time.perf_counter()
         outcomes: list[bool] = []
-        for data in damaged_files:
+        carried_over = []
+        for i, data in enumerate(files):
             out = decode_or_error(data)
             outcomes.append(out is not None)
+            if out is not None:
+                bpg.decode(others[i % 2], verify=False)
+                try:
+                    again = bpg.decode(data, verify=False)
+                except bpg.BPGError:
+                    again = None
+                if again is None or not np.array_equal(again, out):
+                    carried_over.append(i)
             # (decode and decode_yuv may disagree on a damaged file whose slice data
             # libde265 cannot validate; each must raise or give a well-formed result)
             try:
@@ -565,14 +594,16 @@ def test_fuzz_damaged_files_decode_or_raise(damaged_files):
                 assert str(e)
             else:
                 assert stream.startswith(b"\x00\x00\x00\x01")
-        for i in range(0, len(damaged_files), 50):  # the thread-pool path
-            check_batch(damaged_files[i : i + 50], outcomes[i : i + 50])
+        for i in range(0, len(files), 50):  # the thread-pool path
+            check_batch(files[i : i + 50], outcomes[i : i + 50])
         elapsed = time.perf_counter() - t0
     finally:
         faulthandler.cancel_dump_traceback_later()
+    assert not carried_over, f"files {carried_over[:10]} decoded differently after another picture"
     decoded = sum(outcomes)
     raised = len(outcomes) - decoded
     assert len(outcomes) >= 10_000
+    assert any(outcomes[len(damaged_files) :]), "no resized file decoded: the check saw nothing"
     # the mutations reach the decoder both ways (not all rejected by the header parser)
     assert decoded > 100 and raised > len(outcomes) // 2, (decoded, raised)
     print(f"fuzz: {len(outcomes)} files, {decoded} decoded, {raised} raised, {elapsed:.1f} s")

@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,13 @@ Failure decoder_failure(bpg_status s)
     return {s, *m ? m : bpg_status_string(s)};
 }
 
-// `extra` must outlive the options (it is borrowed).
+// `extra` must outlive the options (it is borrowed). The C API takes a C
+// string, so a NUL inside `extra` would cut it short silently: refused
+// (std::invalid_argument is ValueError; safe to throw without the GIL).
 bpg_encode_options make_options(int qp, int chroma, int level, const std::string &extra)
 {
+    if (extra.find('\0') != std::string::npos)
+        throw std::invalid_argument("x265_params must not contain a NUL character");
     bpg_encode_options o;
     bpg_encode_options_init(&o);
     o.qp = qp;

@@ -125,6 +125,13 @@ de265_error drain_warnings(de265_decoder_context *ctx)
     return first;
 }
 
+// Coding tree units of the colour plane's picture.
+uint64_t ctu_count(const Header &h)
+{
+    const uint64_t ctb = uint64_t{1} << (h.hevc.log2_min_cb + h.hevc.log2_diff_max_min_cb);
+    return ((h.width + ctb - 1) / ctb) * ((h.height + ctb - 1) / ctb);
+}
+
 // The colour plane's NAL units, checked: what libde265 would silently skip,
 // or take from an earlier file on the same context, is refused here.
 bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef> *out,
@@ -132,6 +139,7 @@ bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef>
 {
     const std::vector<NalRef> nals = split_nals(data + h.hevc_data_offset, h.hevc_data_size, false);
     const NalRef *pps = nullptr, *first_vcl = nullptr;
+    uint64_t slice_bytes = 0;
     for (const NalRef &n : nals) {
         if (n.size < 3 || (n.data[0] & 0x80)) {
             *err = "hevc_data holds a malformed NAL unit";
@@ -150,8 +158,18 @@ bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef>
         }
         if (t == 34 && first_vcl == nullptr)
             pps = &n;
-        if (t <= 21 && first_vcl == nullptr)
-            first_vcl = &n;
+        if (t <= 21) {
+            // first_slice_segment_in_pic_flag: BPG holds one picture. A second
+            // one would be decoded before the first is finished (see
+            // run_libde265), so it is refused here.
+            if (first_vcl != nullptr && (n.data[2] & 0x80)) {
+                *err = "hevc_data holds more than one picture";
+                return BPG_ERR_CORRUPT;
+            }
+            if (first_vcl == nullptr)
+                first_vcl = &n;
+            slice_bytes += n.size;
+        }
         out->push_back(n);
     }
     if (first_vcl == nullptr) {
@@ -160,6 +178,23 @@ bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef>
     }
     if (pps == nullptr) {
         *err = "hevc_data has no picture parameter set before the picture";
+        return BPG_ERR_CORRUPT;
+    }
+    // The declared size must be plausible for the data before anything is
+    // allocated: at least one bit of slice data per coding tree unit. Every
+    // CTU of an intra picture holds a coding unit (its top-left minimum-size
+    // block lies inside the coded picture), and every intra coding unit codes
+    // mpm_idx (>= 1 bypass bin), rem_intra_luma_pred_mode (5 bypass bins) or
+    // PCM samples (raw bits); a CABAC bypass bin always takes one bit of the
+    // bitstream. (x265 spends 2.7 bits per CTU on a flat picture at QP 51,
+    // headers included.) A 31-byte file declaring 8192x8192 would otherwise
+    // cost seconds and 500 MB.
+    const uint64_t ctus = ctu_count(h);
+    if (slice_bytes * 8 < ctus) {
+        *err = "the header declares a " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+               " picture (" + std::to_string(ctus) +
+               " coding tree units) but the file holds only " + std::to_string(slice_bytes) +
+               " bytes of slice data: every coding tree unit needs at least one bit";
         return BPG_ERR_CORRUPT;
     }
     // A slice cut inside its header would decode to nothing, silently.
@@ -175,13 +210,13 @@ bpg_status select_nals(const Header &h, const uint8_t *data, std::vector<NalRef>
     return BPG_OK;
 }
 
-// libde265 leaves the blocks a damaged slice never reached as they were in
-// its picture buffer. Without SAO it decodes into buffers from us, filled
-// with a pattern no decoder output of a real picture matches over a whole
-// coding block (a 0/255 checkerboard of luma, chroma 0: out of the RGB gamut
-// too), so such blocks are found whatever the memory held before. With SAO
-// (libde265 1.0) the picture is decoded into a buffer of libde265's own
-// allocator, which may hold anything: verification is what catches those.
+// libde265 leaves the coding tree blocks no slice reached (a slice ended
+// early, or the header claims a larger picture than the slices cover) as
+// they were in its picture buffer. It decodes into buffers from us (see
+// run_libde265), filled with a pattern no decoder output of a real picture
+// matches over a whole block (a 0/255 checkerboard of luma, chroma 0: out of
+// the RGB gamut too), so such blocks are found whatever the memory held
+// before, and nothing of an earlier picture can be in them.
 uint8_t scrub_luma(int x, int y) { return ((x ^ y) & 1) ? 255 : 0; }
 
 // de265_image_allocation::get_buffer: one scrubbed plane per colour component.
@@ -230,7 +265,11 @@ void release_scrubbed_buffer(de265_decoder_context * /*ctx*/, de265_image *img, 
         std::free(de265_get_image_plane_user_data(img, c));
 }
 
-// True when some coding tree block still holds the scrub pattern.
+// True when some coding tree block still holds the scrub pattern. Only the
+// inside of each block is compared: the deblocking filter of a decoded
+// neighbour may change up to 3 luma and 1 chroma samples next to their common
+// edge (the checkerboard turns luma filtering off, not chroma's). SAO leaves
+// the block alone: its parameters are cleared for each picture.
 bool has_undecoded_block(const de265_image *img, const Header &h, int chroma)
 {
     const int ctb = 1 << (h.hevc.log2_min_cb + h.hevc.log2_diff_max_min_cb);
@@ -250,12 +289,15 @@ bool has_undecoded_block(const de265_image *img, const Header &h, int chroma)
                     return false;
         return true;
     };
+    // Blocks are at least 8x8 luma samples (min CB), so the insides are not empty.
+    constexpr int kLumaEdge = 3, kChromaEdge = 1;
     for (int by = 0; by < ht; by += ctb) {
         for (int bx = 0; bx < w; bx += ctb) {
             const int ex = bx + ctb < w ? bx + ctb : w, ey = by + ctb < ht ? by + ctb : ht;
-            bool all = scrubbed(0, bx, by, ex, ey);
+            bool all = scrubbed(0, bx + kLumaEdge, by + kLumaEdge, ex - kLumaEdge, ey - kLumaEdge);
             for (int c = 1; c < nplanes && all; ++c)
-                all = scrubbed(c, bx >> sx, by >> sy, ex >> sx, ey >> sy);
+                all = scrubbed(c, (bx >> sx) + kChromaEdge, (by >> sy) + kChromaEdge,
+                               (ex >> sx) - kChromaEdge, (ey >> sy) - kChromaEdge);
             if (all)
                 return true;
         }
@@ -263,32 +305,64 @@ bool has_undecoded_block(const de265_image *img, const Header &h, int chroma)
     return false;
 }
 
-// One decode of the picture by libde265.
+// Calls de265_decode until it wants more input, fails, has a picture or
+// (keep_pending > 0) has that many NAL units left. Bounded: each call
+// consumes a NAL unit or produces a picture.
+de265_error drive(de265_decoder_context *ctx, size_t max_calls, int keep_pending,
+                  const de265_image **img)
+{
+    int more = 1;
+    for (size_t i = 0; more && *img == nullptr && i < max_calls; ++i) {
+        if (keep_pending > 0 && de265_get_number_of_NAL_units_pending(ctx) <= keep_pending)
+            break;
+        const de265_error e = de265_decode(ctx, &more);
+        if (e == DE265_ERROR_WAITING_FOR_INPUT_DATA)
+            break;
+        if (!de265_isOK(e))
+            return e;
+        *img = de265_get_next_picture(ctx);
+    }
+    return DE265_OK;
+}
+
+// One decode of the picture by libde265, into buffers from
+// get_scrubbed_buffer. libde265 1.0 takes the buffer of a picture with SAO
+// from its own allocator, which hands back whatever the memory held before
+// (the previous picture of this thread, typically), and runs SAO in place.
+// So SAO is off while the slices are read (the picture is then allocated
+// through our functions) and on again before libde265 runs its loop filters
+// on the finished picture; the slice syntax does not depend on the switch.
+// libde265 finishes a picture as soon as its NAL queue runs dry once the
+// stream has been flushed (which stays so after de265_reset), so an end of
+// sequence NAL unit after the slices keeps the picture open until SAO is on.
 bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<NalRef> &nals,
                         const de265_image **out, std::string *err)
 {
     de265_decoder_context *ctx = dec->ctx;
     de265_reset(ctx);
     drain_warnings(ctx); // left over from an earlier file
+    de265_set_parameter_bool(ctx, DE265_DECODER_PARAM_DISABLE_SAO, 1);
     const std::vector<uint8_t> vps = make_vps(h), sps = make_sps(h, false);
+    const uint8_t end_of_sequence[2] = {36 << 1, 1};
     de265_push_NAL(ctx, vps.data(), static_cast<int>(vps.size()), 0, nullptr);
     de265_push_NAL(ctx, sps.data(), static_cast<int>(sps.size()), 0, nullptr);
     for (const NalRef &n : nals)
         de265_push_NAL(ctx, n.data, static_cast<int>(n.size), 0, nullptr);
-    de265_flush_data(ctx);
+    de265_push_NAL(ctx, end_of_sequence, 2, 0, nullptr);
     const de265_image *img = nullptr;
-    de265_error failure = DE265_OK;
-    int more = 1;
-    // Bounded: each call consumes input or produces a picture.
-    for (size_t iter = 0; more && img == nullptr && iter < 4 * nals.size() + 64; ++iter) {
-        const de265_error e = de265_decode(ctx, &more);
-        if (e == DE265_ERROR_WAITING_FOR_INPUT_DATA)
-            break;
-        if (!de265_isOK(e)) {
-            failure = e;
-            break;
-        }
-        img = de265_get_next_picture(ctx);
+    const size_t max_calls = 4 * nals.size() + 64;
+    de265_error failure = drive(ctx, max_calls, 1, &img);
+    de265_set_parameter_bool(ctx, DE265_DECODER_PARAM_DISABLE_SAO, 0);
+    if (img != nullptr ||
+        (failure == DE265_OK && de265_get_number_of_NAL_units_pending(ctx) != 1)) {
+        // Finished while SAO was off, or stalled before the last slice.
+        dec->discard_context = true;
+        *err = "libde265 did not decode the picture in one piece";
+        return BPG_ERR_DECODER;
+    }
+    if (failure == DE265_OK) {
+        de265_flush_data(ctx);
+        failure = drive(ctx, max_calls, 0, &img);
     }
     if (img == nullptr)
         img = de265_get_next_picture(ctx);
@@ -306,13 +380,22 @@ bpg_status run_libde265(bpg_decoder *dec, const Header &h, const std::vector<Nal
         *err = std::string("libde265: ") + de265_get_error_text(failure);
         return BPG_ERR_CORRUPT;
     }
+    // A picture in a buffer of libde265's own could hold an earlier image
+    // wherever the slices did not reach: never let one out.
+    if (de265_get_image_plane_user_data(img, 0) == nullptr) {
+        dec->discard_context = true;
+        *err = "libde265 decoded into a buffer of its own, which this library cannot check";
+        return BPG_ERR_DECODER;
+    }
     *out = img;
     return BPG_OK;
 }
 
 // One decode of the colour plane into `planes` (layout of the header's size).
+// *undecoded: whether some coding tree block was never reached; the caller
+// refuses the picture then (after verification, whose message is sharper).
 bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalRef> &nals,
-                       std::vector<uint8_t> &planes)
+                       std::vector<uint8_t> &planes, bool *undecoded)
 {
     std::string err;
     bpg_status s;
@@ -347,10 +430,7 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
     if (static_cast<int>(dc) != want || de265_get_bits_per_pixel(img, 0) != 8) {
         return fail(dec, BPG_ERR_CORRUPT, "decoded picture does not match the header's format");
     }
-    if (has_undecoded_block(img, *h, chroma)) {
-        return fail(dec, BPG_ERR_CORRUPT,
-                    "the picture was not completely decoded (truncated or corrupt slice data)");
-    }
+    *undecoded = has_undecoded_block(img, *h, chroma);
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     try {
         planes.resize(l.total);
@@ -377,6 +457,9 @@ bpg_status decode_once(bpg_decoder *dec, const Header *h, const std::vector<NalR
     return BPG_OK;
 }
 
+constexpr const char *kUndecoded =
+    "the picture was not completely decoded (truncated or corrupt slice data)";
+
 // Decode the colour plane into dec->planes, verified unless told otherwise.
 bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Header *h)
 {
@@ -389,9 +472,12 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
         s = select_nals(*h, data, &nals, &err);
     if (s != BPG_OK)
         return fail(dec, s, err);
-    s = decode_once(dec, h, nals, dec->planes);
-    if (s != BPG_OK || !dec->verify)
+    bool undecoded = false, undecoded_probe = false;
+    s = decode_once(dec, h, nals, dec->planes, &undecoded);
+    if (s != BPG_OK)
         return s;
+    if (!dec->verify)
+        return undecoded ? fail(dec, BPG_ERR_CORRUPT, kUndecoded) : BPG_OK;
     // The last slice with bytes appended: an intact slice ends before them.
     size_t last = nals.size();
     for (size_t i = 0; i < nals.size(); ++i)
@@ -401,11 +487,11 @@ bpg_status decode_planes(bpg_decoder *dec, const uint8_t *data, size_t size, Hea
     padded.insert(padded.end(), 16, 0xA5);
     std::vector<NalRef> probe = nals;
     probe[last] = {padded.data(), padded.size()};
-    const bpg_status sv = decode_once(dec, h, probe, dec->verify_planes);
+    const bpg_status sv = decode_once(dec, h, probe, dec->verify_planes, &undecoded_probe);
     if (sv != BPG_OK || dec->verify_planes != dec->planes)
         return fail(dec, BPG_ERR_TRUNCATED,
                     "the slice data is truncated or damaged (its decoding runs past its end)");
-    return BPG_OK;
+    return undecoded ? fail(dec, BPG_ERR_CORRUPT, kUndecoded) : BPG_OK;
 }
 
 // Whether `height` rows `stride` bytes apart, the last one 3 * width bytes,

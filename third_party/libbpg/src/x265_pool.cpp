@@ -227,33 +227,17 @@ Pool &pool()
     return *g_pool;
 }
 
-X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
+// Fills p for an encoder of `key` in configuration `cfg`, with the extra
+// parameters `extra` (key.extra, or part of it when finding a culprit).
+bool configure(const x265_api *api, x265_param *p, const X265Key &key, const Config &cfg,
+               const std::string &extra, std::string *err)
 {
-    std::lock_guard<std::mutex> lk(open_mu_);
-    const x265_api *api = x265_api_get(8);
-    if (api == nullptr) {
-        *err = "x265 has no 8-bit encoder (x265_api_get(8) returned NULL)";
-        return nullptr;
-    }
-    auto *e = new X265Encoder();
-    e->key = key;
-    e->ctu = cfg.ctu;
-    e->min_cu = cfg.min_cu;
-    e->api = api;
-    e->param = api->param_alloc();
-    if (e->param == nullptr) {
-        delete e;
-        *err = "x265 could not allocate parameters";
-        return nullptr;
-    }
     // Compression level n is x265 preset n (0 = ultrafast), tuned for SSIM,
     // as the reference encoder does.
-    if (api->param_default_preset(e->param, x265_preset_names[key.level], "ssim") < 0) {
-        delete e;
+    if (api->param_default_preset(p, x265_preset_names[key.level], "ssim") < 0) {
         *err = "x265 rejected its preset";
-        return nullptr;
+        return false;
     }
-    x265_param *p = e->param;
     p->sourceWidth = key.coded_w;
     p->sourceHeight = key.coded_h;
     p->internalCsp = x265_csp(key.chroma);
@@ -294,23 +278,101 @@ X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
     // Long thin pictures need an HEVC level whose minimum CTU is 32; BPG
     // decoders do not check levels.
     p->bAllowNonConformance = 1;
-    if (!apply_extra(api, p, key.extra, err)) {
+    return apply_extra(api, p, extra, err);
+}
+
+// Whether x265 opens an encoder for key in cfg with the extra parameters
+// `extra`. Only used to explain a failure: every open leaks in x265 3.5.
+bool opens_with(const x265_api *api, const X265Key &key, const Config &cfg,
+                const std::string &extra)
+{
+    x265_param *p = api->param_alloc();
+    if (p == nullptr)
+        return false;
+    std::string ignored;
+    bool ok = configure(api, p, key, cfg, extra, &ignored);
+    if (ok) {
+        x265_encoder *enc = api->encoder_open(p);
+        ok = enc != nullptr;
+        if (enc != nullptr)
+            api->encoder_close(enc);
+    }
+    api->param_free(p);
+    return ok;
+}
+
+// Why x265 refused to open an encoder: x265_param_parse takes any value and
+// only encoder_open checks them, silently (x265_check_params is internal),
+// so the extra parameters are tried one at a time to name the culprit.
+std::string explain_refusal(const x265_api *api, const X265Key &key, const Config &cfg)
+{
+    const std::string size = std::to_string(key.coded_w) + "x" + std::to_string(key.coded_h);
+    const std::string generic = "x265 could not open an encoder for " + size;
+    if (key.extra.empty() || !opens_with(api, key, cfg, ""))
+        return generic;
+    size_t start = 0;
+    while (start < key.extra.size()) {
+        size_t end = key.extra.find(':', start);
+        if (end == std::string::npos)
+            end = key.extra.size();
+        const std::string item = key.extra.substr(start, end - start);
+        start = end + 1;
+        if (!item.empty() && !opens_with(api, key, cfg, item))
+            return "x265 refused parameter '" + item + "' (a value out of its range, or one " +
+                   "that does not fit a " + std::to_string(cfg.ctu) + "x" +
+                   std::to_string(cfg.ctu) + " CTU) for a " + size + " picture";
+    }
+    return generic + ": the x265 parameters '" + key.extra + "' do not work together";
+}
+
+// x265 reads --lambda-file into process-wide tables (nothing resets them,
+// x265_cleanup included), so the first encoder that opens loads them for
+// all: later opens skip the temporary file, and the strings x265 3.5 copies
+// out of every open's parameters and never frees. Guarded by open_mu_; a
+// forked child inherits both the tables and the flag.
+bool g_lambda_tables_loaded = false;
+
+X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
+{
+    std::lock_guard<std::mutex> lk(open_mu_);
+    const x265_api *api = x265_api_get(8);
+    if (api == nullptr) {
+        *err = "x265 has no 8-bit encoder (x265_api_get(8) returned NULL)";
+        return nullptr;
+    }
+    auto *e = new X265Encoder();
+    e->key = key;
+    e->ctu = cfg.ctu;
+    e->min_cu = cfg.min_cu;
+    e->api = api;
+    e->param = api->param_alloc();
+    if (e->param == nullptr) {
+        delete e;
+        *err = "x265 could not allocate parameters";
+        return nullptr;
+    }
+    x265_param *p = e->param;
+    if (!configure(api, p, key, cfg, key.extra, err)) {
         delete e;
         return nullptr;
     }
     std::string lambda_path;
-    if (!write_lambda_file(&lambda_path, err)) {
-        delete e;
-        return nullptr;
+    if (!g_lambda_tables_loaded) {
+        if (!write_lambda_file(&lambda_path, err)) {
+            delete e;
+            return nullptr;
+        }
+        p->rc.lambdaFileName = lambda_path.c_str();
     }
-    p->rc.lambdaFileName = lambda_path.c_str();
     e->enc = api->encoder_open(p);
-    p->rc.lambdaFileName = nullptr; // read during open only
-    unlink(lambda_path.c_str());
+    if (!lambda_path.empty()) {
+        p->rc.lambdaFileName = nullptr; // read during open only
+        unlink(lambda_path.c_str());
+        g_lambda_tables_loaded = e->enc != nullptr;
+    }
     if (e->enc == nullptr) {
         delete e;
-        *err = "x265 could not open an encoder for " + std::to_string(key.coded_w) + "x" +
-               std::to_string(key.coded_h);
+        *err = explain_refusal(api, key, cfg);
         return nullptr;
     }
     e->pic = api->picture_alloc();
