@@ -109,10 +109,12 @@ def run_demo(
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else device
     dev = "cpu" if dev == "auto" else dev
     trained = NPP.from_checkpoint(npp_path, codec=codec)
-    result = evaluate(images, task, s.qps, npp=trained, codec=codec, threads=threads, device=dev)
     torch.manual_seed(s.seed + 7)
-    control = evaluate(images, task, s.qps, npp=NPP(), codec=codec, threads=threads, device=dev)
-    result["control"] = {"what": "an untrained NPP", "bd_rate": control["bd_rate"]}
+    controls = {"untrained npp+bpg (control)": NPP()}
+    result = evaluate(
+        images, task, s.qps, npp=trained, controls=controls, codec=codec, threads=threads,
+        device=dev,
+    )  # fmt: skip
     result["seconds"] = round(time.perf_counter() - t0, 1)
     say(f"      done in {time.perf_counter() - t2:.0f} s")
     for name, src in (("npp.pt", npp_path), ("proxy.pt", proxy_path)):

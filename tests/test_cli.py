@@ -19,7 +19,7 @@ _ROW = re.compile(r"^\| (\w+) \| (\d+)x(\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|
 
 def test_demo_table_matches_the_library(capsys, photos):
     # Settings other than the defaults, so that an ignored one shows in the numbers.
-    argv = ["demo", "--qp", "37", "--threads", "1", "--chroma", "444", "--level", "3"]
+    argv = ["codec-demo", "--qp", "37", "--threads", "1", "--chroma", "444", "--level", "3"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "level 3, chroma 444" in out
@@ -112,11 +112,20 @@ def test_huge_images_are_refused_with_a_message(tmp_path, capsys, monkeypatch):
     assert "decompression bomb" in capsys.readouterr().err
 
 
-def test_no_command_runs_the_demo(tmp_path):
-    # `python -m npp_ext` with no command is the README's main job (the four QPs).
+def test_no_command_runs_the_demo(monkeypatch):
+    # `npp-ext` with no command is the README's main job: the method's demo.
+    from npp_ext import demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: seen.update(out=out, **kw))
+    assert main([]) == 0
+    assert seen["out"] is None and seen["settings"] == demo.DemoSettings()
+
+
+def test_codec_demo_prints_the_four_qps(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "npp_ext"], capture_output=True, text=True, timeout=300,
-        cwd=tmp_path, env=child_env(),
+        [sys.executable, "-m", "npp_ext", "codec-demo"], capture_output=True, text=True,
+        timeout=300, cwd=tmp_path, env=child_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = [m.groups() for ln in proc.stdout.splitlines() if (m := _ROW.match(ln))]

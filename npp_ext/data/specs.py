@@ -56,15 +56,13 @@ def open_dataset(spec: str, *, side: str = "all", holdout: float = 0.0, seed: in
         raise ValueError(f"side must be one of {_SIDES}, got {side!r}")
     if not isinstance(holdout, (int, float)) or not 0.0 <= holdout < 1.0:
         raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    if side == "holdout" and holdout == 0 and spec != "photos":
+        raise ValueError(
+            f"no held-out part of {spec!r} without a split: give the fraction held out "
+            "of training (--holdout) or another folder"
+        )
     ds, split_already = _base(spec, side)
-    if split_already or side == "all":
-        return ds
-    if holdout == 0:
-        if side == "holdout":
-            raise ValueError(
-                f"no held-out part of {spec!r} without a split: give the fraction held out "
-                "of training (--holdout) or another folder"
-            )
+    if split_already or side == "all" or holdout == 0:
         return ds
     train, held = split_holdout(ds, holdout, seed)
     return held if side == "holdout" else train
