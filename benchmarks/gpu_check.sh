@@ -2,10 +2,14 @@
 # The whole GPU check of the torch integration in one run, for a lent GPU machine
 # (Ubuntu, torch + CUDA + nvcc + cmake + pybind11 + scikit-build-core installed, no
 # registry, no x265/libde265): unpack the Debian packages carried in .debs/, build the
-# package with CUDA, run the kernel and proxy-step benchmarks, then the CUDA tests.
+# package with CUDA, run the kernel, proxy-step and training-step benchmarks, then the
+# CUDA tests.
 #
 # Prepare here (Debian):  mkdir -p .debs && (cd .debs && apt-get download \
-#     libx265-199 libx265-dev libde265-0 libde265-dev libnuma1)
+#     libx265-199 libx265-dev libde265-0 libde265-dev libnuma1 \
+#     libpng16-16 libpng-dev zlib1g-dev)
+# (libpng and zlib only build bpgenc-npp/bpgdec-npp, the authors' pattern that
+# train_throughput.py compares with; without them that row says "not run".)
 # Run there (carry .debs): bash benchmarks/gpu_check.sh   (logs under $OUT if set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +19,11 @@ prefix=/tmp/npp_ext_deps
 rm -rf "$prefix" && mkdir -p "$prefix"
 for deb in .debs/*.deb; do dpkg -x "$deb" "$prefix"; done
 export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+# Debian's libz.so is an absolute link to its own /lib copy: point it at this system's.
+zlink="$prefix/usr/lib/x86_64-linux-gnu/libz.so"
+if [ -L "$zlink" ] && [ ! -e "$zlink" ]; then
+    ln -sf "$(ldconfig -p | awk '/libz\.so\.1 /{print $NF; exit}')" "$zlink"
+fi
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 nvcc --version | tail -2 | tee "$out/nvcc.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
@@ -38,6 +47,15 @@ step() {  # step NAME SECONDS COMMAND...: log to $out/NAME.txt, time and result 
 }
 step kernels 240 python3 "$repo/benchmarks/kernels.py" --device cuda
 step proxy_step 120 python3 "$repo/benchmarks/proxy_step.py" --device cuda
+# The tools for the authors' pattern in train_throughput.py (find_tools builds them there).
+step bench_tools 120 bash -c "cmake -S '$repo/third_party/libbpg' -B '$repo/build/bench-tools' \
+    -G Ninja -DCMAKE_BUILD_TYPE=Release -DBPG_BUILD_TOOLS=ON -DBPG_BUILD_TESTS=OFF \
+    -DBPG_DEPS_PREFIX='$prefix' -DCMAKE_PREFIX_PATH='$prefix/usr' \
+    && cmake --build '$repo/build/bench-tools' && ls '$repo/build/bench-tools'/bpg*-npp"
+step train_64 240 python3 "$repo/benchmarks/train_throughput.py" --device cuda --batch 64 \
+    --size 256 --level 8 --chunks 1 4 8 --profile
+step train_16 120 python3 "$repo/benchmarks/train_throughput.py" --device cuda --batch 16 \
+    --size 256 --level 8 --chunks 1 4 8 --profile
 # Only the tests that need a GPU (marked by tests/conftest.py); CI runs the others.
 step tests 300 python3 -m pytest -q -rfE -p no:cacheprovider -o faulthandler_timeout=240 -m gpu \
     "$repo/tests/test_ops.py" "$repo/tests/test_autograd.py" "$repo/tests/test_models.py"
