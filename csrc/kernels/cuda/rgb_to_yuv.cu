@@ -26,7 +26,7 @@
 // so the two overlap across the blocks of an SM. The vector path needs width % 4 == 0,
 // 16-byte aligned RGB and 4-byte aligned YUV (what torch allocates); other inputs run the
 // same kernel with scalar loads and stores.
-#include "cuda_check.h"
+#include "yuv_launch.h"
 
 #include <bpg/color_math.h>
 
@@ -105,7 +105,7 @@ __device__ __forceinline__ void load_quad(const float *__restrict__ src, int64_t
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads, 4)
     rgb_to_yuv420_kernel(const float *__restrict__ rgb, uint8_t *__restrict__ yuv, int height,
-                         int width, bpg_cm_layout l, int tiles_x, int tiles_y, int64_t tasks)
+                         int width, bpg_cm_layout l, cuda::TilePlan plan)
 {
     // Region Cb/Cr as signed bytes, 4 per word: [plane][row][column / 4].
     __shared__ uint32_t s_c[2][kRegion][kQuads];
@@ -113,11 +113,10 @@ __global__ void __launch_bounds__(kThreads, 4)
     // and 2w + 1 in word w.
     __shared__ uint32_t s_h[2][kTile][kColPitch];
     const int64_t plane = static_cast<int64_t>(height) * width;
-    for (int64_t task = blockIdx.x; task < tasks; task += gridDim.x) {
-        const int tx = static_cast<int>(task % tiles_x);
-        const int ty = static_cast<int>(task / tiles_x % tiles_y);
-        const int64_t img = task / tiles_x / tiles_y;
-        const int cx0 = tx * kTile, cy0 = ty * kTile;
+    for (int64_t task = blockIdx.x; task < plan.tasks; task += gridDim.x) {
+        const cuda::TilePlan::Tile tile = plan.at(task);
+        const int64_t img = tile.image;
+        const int cx0 = tile.x * kTile, cy0 = tile.y * kTile;
         const int lx0 = 2 * cx0 - kHalo, ly0 = 2 * cy0 - kHalo;
         const float *src = rgb + img * 3 * plane;
         uint8_t *out = yuv + img * static_cast<int64_t>(l.total);
@@ -242,31 +241,19 @@ __global__ void __launch_bounds__(kThreads)
 Status rgb_to_yuv_cuda(const float *rgb, uint8_t *yuv, int64_t n, int height, int width, int chroma,
                        int device, uintptr_t stream)
 {
-    if (Status st = yuv_check(kRgbToYuv, n, height, width, chroma, rgb, yuv))
-        return st;
-    if (n == 0)
-        return kOk;
-    cuda::DeviceGuard guard(device);
-    NPP_CUDA_TRY(guard.error());
-    const cudaStream_t s = cuda::as_stream(stream);
-    const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
-    if (chroma == kChroma444) {
-        const int64_t count = n * l.coded_w * static_cast<int64_t>(l.coded_h);
-        rgb_to_yuv444_kernel<<<cuda::grid_for(count, kThreads, kMaxBlocks), kThreads, 0, s>>>(
-            rgb, yuv, n, height, width, l);
-        return cuda::launch_status();
-    }
-    const int tiles_x = static_cast<int>(ceil_div(l.chroma_w, kTile));
-    const int tiles_y = static_cast<int>(ceil_div(l.chroma_h, kTile));
-    const int64_t tasks = n * tiles_x * tiles_y;
-    const unsigned blocks = static_cast<unsigned>(std::min(tasks, kMaxBlocks));
-    if (width % 4 == 0 && cuda::aligned(rgb, 16) && cuda::aligned(yuv, 4))
-        rgb_to_yuv420_kernel<true>
-            <<<blocks, kThreads, 0, s>>>(rgb, yuv, height, width, l, tiles_x, tiles_y, tasks);
-    else
-        rgb_to_yuv420_kernel<false>
-            <<<blocks, kThreads, 0, s>>>(rgb, yuv, height, width, l, tiles_x, tiles_y, tasks);
-    return cuda::launch_status();
+    const auto launch = [&](const bpg_cm_layout &l, cudaStream_t s) {
+        if (chroma == kChroma444) {
+            const int64_t count = n * l.coded_w * static_cast<int64_t>(l.coded_h);
+            rgb_to_yuv444_kernel<<<cuda::grid_for(count, kThreads, kMaxBlocks), kThreads, 0, s>>>(
+                rgb, yuv, n, height, width, l);
+            return;
+        }
+        const cuda::TilePlan t =
+            cuda::tile_plan(n, l.chroma_w, l.chroma_h, kTile, kTile, width, rgb, yuv, kMaxBlocks);
+        const auto kernel = t.vec ? rgb_to_yuv420_kernel<true> : rgb_to_yuv420_kernel<false>;
+        kernel<<<t.blocks, kThreads, 0, s>>>(rgb, yuv, height, width, l, t);
+    };
+    return cuda::run_yuv_op(kRgbToYuv, n, height, width, chroma, rgb, yuv, device, stream, launch);
 }
 
 } // namespace npp_ext

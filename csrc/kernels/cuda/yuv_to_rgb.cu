@@ -19,7 +19,7 @@
 // About 60 instructions per pixel in all, under the memory time per pixel on a full GPU.
 // The vector path needs width % 4 == 0, 16-byte aligned RGB and 4-byte aligned YUV (what
 // torch allocates); other inputs run the same kernel with scalar loads and stores.
-#include "cuda_check.h"
+#include "yuv_launch.h"
 
 #include <bpg/color_math.h>
 
@@ -80,7 +80,7 @@ __device__ __forceinline__ void ycc_to_unit(int y, int cb_sum, int cr_sum, float
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads, 4)
     yuv420_to_rgb_kernel(const uint8_t *__restrict__ yuv, float *__restrict__ rgb, int height,
-                         int width, bpg_cm_layout l, int tiles_x, int tiles_y, int64_t tasks)
+                         int width, bpg_cm_layout l, cuda::TilePlan plan)
 {
     __shared__ uint8_t s_c[2][kInH][kInW];
     // Vertical sums, [plane][tile row][column pair]: columns 2w and 2w + 1 in word w.
@@ -95,11 +95,10 @@ __global__ void __launch_bounds__(kThreads, 4)
         for (int k = 0; k < 4; ++k)
             taps[e][k] = up_tap_pair(e & 1, 2 * k - (e >> 1));
 
-    for (int64_t task = blockIdx.x; task < tasks; task += gridDim.x) {
-        const int tx = static_cast<int>(task % tiles_x);
-        const int ty = static_cast<int>(task / tiles_x % tiles_y);
-        const int64_t img = task / tiles_x / tiles_y;
-        const int x0 = tx * kOutW, y0 = ty * kOutH;
+    for (int64_t task = blockIdx.x; task < plan.tasks; task += gridDim.x) {
+        const cuda::TilePlan::Tile tile = plan.at(task);
+        const int64_t img = tile.image;
+        const int x0 = tile.x * kOutW, y0 = tile.y * kOutH;
         const int cx = x0 / 2 - 3, cy = y0 / 2 - 3;
         const uint8_t *in = yuv + img * static_cast<int64_t>(l.total);
 
@@ -230,31 +229,19 @@ __global__ void __launch_bounds__(kThreads)
 Status yuv_to_rgb_cuda(const uint8_t *yuv, float *rgb, int64_t n, int height, int width, int chroma,
                        int device, uintptr_t stream)
 {
-    if (Status st = yuv_check(kYuvToRgb, n, height, width, chroma, yuv, rgb))
-        return st;
-    if (n == 0)
-        return kOk;
-    cuda::DeviceGuard guard(device);
-    NPP_CUDA_TRY(guard.error());
-    const cudaStream_t s = cuda::as_stream(stream);
-    const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
-    if (chroma == kChroma444) {
-        const int64_t count = n * static_cast<int64_t>(height) * width;
-        yuv444_to_rgb_kernel<<<cuda::grid_for(count, kThreads, kMaxBlocks), kThreads, 0, s>>>(
-            yuv, rgb, n, height, width, l);
-        return cuda::launch_status();
-    }
-    const int tiles_x = static_cast<int>(ceil_div(width, kOutW));
-    const int tiles_y = static_cast<int>(ceil_div(height, kOutH));
-    const int64_t tasks = n * tiles_x * tiles_y;
-    const unsigned blocks = static_cast<unsigned>(std::min(tasks, kMaxBlocks));
-    if (width % 4 == 0 && cuda::aligned(rgb, 16) && cuda::aligned(yuv, 4))
-        yuv420_to_rgb_kernel<true>
-            <<<blocks, kThreads, 0, s>>>(yuv, rgb, height, width, l, tiles_x, tiles_y, tasks);
-    else
-        yuv420_to_rgb_kernel<false>
-            <<<blocks, kThreads, 0, s>>>(yuv, rgb, height, width, l, tiles_x, tiles_y, tasks);
-    return cuda::launch_status();
+    const auto launch = [&](const bpg_cm_layout &l, cudaStream_t s) {
+        if (chroma == kChroma444) {
+            const int64_t count = n * static_cast<int64_t>(height) * width;
+            yuv444_to_rgb_kernel<<<cuda::grid_for(count, kThreads, kMaxBlocks), kThreads, 0, s>>>(
+                yuv, rgb, n, height, width, l);
+            return;
+        }
+        const cuda::TilePlan t =
+            cuda::tile_plan(n, width, height, kOutW, kOutH, width, rgb, yuv, kMaxBlocks);
+        const auto kernel = t.vec ? yuv420_to_rgb_kernel<true> : yuv420_to_rgb_kernel<false>;
+        kernel<<<t.blocks, kThreads, 0, s>>>(yuv, rgb, height, width, l, t);
+    };
+    return cuda::run_yuv_op(kYuvToRgb, n, height, width, chroma, yuv, rgb, device, stream, launch);
 }
 
 } // namespace npp_ext
