@@ -262,6 +262,13 @@ py::bytes annexb(const py::object &data)
     return py::bytes(reinterpret_cast<const char *>(out), n);
 }
 
+// The guard of every call that takes a size and a chroma format.
+void check_size(int width, int height, int chroma)
+{
+    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
+        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+}
+
 U8Array rgb_to_yuv(const U8Array &img, int chroma)
 {
     const RgbView v = view_rgb(img);
@@ -278,8 +285,7 @@ U8Array rgb_to_yuv(const U8Array &img, int chroma)
 
 U8Array yuv_to_rgb(const U8Array &yuv, int width, int height, int chroma)
 {
-    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
-        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+    check_size(width, height, chroma);
     U8Array out({height, width, 3});
     const bpg_status s =
         bpg_yuv_to_rgb(yuv.data(), static_cast<size_t>(yuv.size()), width, height, chroma,
@@ -293,8 +299,7 @@ U8Array yuv_to_rgb(const U8Array &yuv, int width, int height, int chroma)
 
 py::dict layout(int width, int height, int chroma)
 {
-    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
-        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+    check_size(width, height, chroma);
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     py::dict d;
     d["coded_w"] = l.coded_w;
@@ -324,6 +329,61 @@ std::vector<int> check_qps(const std::vector<int> &qps, size_t n)
         throw py::value_error("expected one qp per image: " + std::to_string(n) + " images, " +
                               std::to_string(qps.size()) + " qps");
     return qps;
+}
+
+// A batch's files as Python sees them: bytes objects and their sizes in bits.
+struct Coded {
+    py::list files;
+    py::array_t<int64_t> nbits;
+};
+
+Coded to_python(const std::vector<std::vector<uint8_t>> &files)
+{
+    Coded c{py::list(), py::array_t<int64_t>(static_cast<py::ssize_t>(files.size()))};
+    for (size_t i = 0; i < files.size(); ++i) {
+        c.files.append(py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
+        c.nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
+    }
+    return c;
+}
+
+// What a round-trip batch is coded with (qps: one per image, already checked).
+struct BatchSettings {
+    const std::vector<int> &qps;
+    int chroma, level;
+    const std::string &x265_params;
+    size_t threads;
+};
+
+// The round trip of both batch paths, image i on a pool thread: encode(i, options, &bits,
+// &size) on the thread's encoder, keep the file, then (when decode_too) decode(i, file,
+// size) on its decoder. Raises the first failing image's error; returns the files.
+template <typename Encode, typename Decode>
+Coded encode_decode_batch(const BatchSettings &b, const Encode &encode, const Decode &decode,
+                          bool decode_too)
+{
+    const size_t n = b.qps.size();
+    std::vector<std::vector<uint8_t>> files(n);
+    std::vector<Failure> fails(n);
+    run_batch(n, b.threads, [&](size_t i) {
+        const bpg_encode_options o = make_options(b.qps[i], b.chroma, b.level, b.x265_params);
+        const uint8_t *bits = nullptr;
+        size_t size = 0;
+        bpg_status s = encode(i, o, &bits, &size);
+        if (s != BPG_OK) {
+            fails[i] = encoder_failure(s);
+            return;
+        }
+        files[i].assign(bits, bits + size);
+        if (!decode_too)
+            return;
+        bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
+        s = decode(i, files[i].data(), size);
+        if (s != BPG_OK)
+            fails[i] = decoder_failure(s);
+    });
+    raise_first(fails);
+    return to_python(files);
 }
 
 // Encode (and optionally decode) a list of RGB images. When `out` is given
@@ -356,43 +416,26 @@ py::tuple roundtrip_batch(const std::vector<U8Array> &images, const std::vector<
     for (size_t i = 0; i < n && decode; ++i)
         dst[i] = into_stacked ? stacked.mutable_data(i) : outs[i].mutable_data();
 
-    std::vector<std::vector<uint8_t>> files(n);
-    std::vector<Failure> fails(n);
-    run_batch(n, threads, [&](size_t i) {
-        const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
-        const RgbView &v = views[i];
-        const uint8_t *bits = nullptr;
-        size_t size = 0;
-        bpg_status s =
-            bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o, &bits, &size);
-        if (s != BPG_OK) {
-            fails[i] = encoder_failure(s);
-            return;
-        }
-        files[i].assign(bits, bits + size);
-        if (!decode)
-            return;
-        bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
-        s = bpg_decode_rgb(thread_decoder(), files[i].data(), size, dst[i],
-                           3 * size_t(v.width) * v.height, 3 * static_cast<ptrdiff_t>(v.width),
-                           nullptr);
-        if (s != BPG_OK)
-            fails[i] = decoder_failure(s);
-    });
-    raise_first(fails);
-    py::list py_files;
-    py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
-    for (size_t i = 0; i < n; ++i) {
-        py_files.append(
-            py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
-        nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
-    }
+    const Coded coded = encode_decode_batch(
+        {qps, chroma, level, x265_params, threads},
+        [&](size_t i, const bpg_encode_options &o, const uint8_t **bits, size_t *size) {
+            const RgbView &v = views[i];
+            return bpg_encode_rgb(thread_encoder(), v.data, v.width, v.height, v.stride, &o, bits,
+                                  size);
+        },
+        [&](size_t i, const uint8_t *file, size_t size) {
+            const RgbView &v = views[i];
+            return bpg_decode_rgb(thread_decoder(), file, size, dst[i],
+                                  3 * size_t(v.width) * v.height,
+                                  3 * static_cast<ptrdiff_t>(v.width), nullptr);
+        },
+        decode);
     py::object decoded = py::none();
     if (into_stacked)
         decoded = stacked;
     else if (decode)
         decoded = py::cast(outs);
-    return py::make_tuple(py_files, decoded, nbits);
+    return py::make_tuple(coded.files, decoded, coded.nbits);
 }
 
 py::list decode_batch(const std::vector<py::object> &datas, size_t threads, bool verify)
@@ -431,8 +474,7 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
                               const std::vector<int> &qps, int chroma, int level, size_t threads,
                               U8Array out, const std::string &x265_params)
 {
-    if (width < 1 || height < 1 || chroma < 0 || chroma > 3)
-        throw py::value_error("width and height must be >= 1 and chroma in 0..3");
+    check_size(width, height, chroma);
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
     if (yuv.ndim() != 2 || static_cast<size_t>(yuv.shape(1)) != l.total)
         throw py::value_error("yuv must be (N, " + std::to_string(l.total) + ") uint8 for " +
@@ -444,34 +486,18 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
         throw py::value_error("out must be a writable uint8 array shaped like yuv");
     const uint8_t *src = yuv.data();
     uint8_t *dst = out.mutable_data();
-    std::vector<std::vector<uint8_t>> files(n);
-    std::vector<Failure> fails(n);
-    run_batch(n, threads, [&](size_t i) {
-        const bpg_encode_options o = make_options(qps[i], chroma, level, x265_params);
-        const uint8_t *bits = nullptr;
-        size_t size = 0;
-        bpg_status s = bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width, height,
-                                      &o, &bits, &size);
-        if (s != BPG_OK) {
-            fails[i] = encoder_failure(s);
-            return;
-        }
-        files[i].assign(bits, bits + size);
-        bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
-        s = bpg_decode_yuv(thread_decoder(), files[i].data(), size, dst + i * l.total, l.total,
-                           nullptr);
-        if (s != BPG_OK)
-            fails[i] = decoder_failure(s);
-    });
-    raise_first(fails);
-    py::list py_files;
-    py::array_t<int64_t> nbits(static_cast<py::ssize_t>(n));
-    for (size_t i = 0; i < n; ++i) {
-        py_files.append(
-            py::bytes(reinterpret_cast<const char *>(files[i].data()), files[i].size()));
-        nbits.mutable_at(i) = static_cast<int64_t>(files[i].size()) * 8;
-    }
-    return py::make_tuple(py_files, nbits);
+    const Coded coded = encode_decode_batch(
+        {qps, chroma, level, x265_params, threads},
+        [&](size_t i, const bpg_encode_options &o, const uint8_t **bits, size_t *size) {
+            return bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width, height, &o,
+                                  bits, size);
+        },
+        [&](size_t i, const uint8_t *file, size_t size) {
+            return bpg_decode_yuv(thread_decoder(), file, size, dst + i * l.total, l.total,
+                                  nullptr);
+        },
+        true);
+    return py::make_tuple(coded.files, coded.nbits);
 }
 
 } // namespace

@@ -24,6 +24,14 @@ namespace cuda
         }                                                                                          \
     } while (0)
 
+// Returns a failed call's cudaError_t from the enclosing function.
+#define NPP_CUDA_TRY_ERROR(expr)                                                                   \
+    do {                                                                                           \
+        const cudaError_t npp_err_ = (expr);                                                       \
+        if (npp_err_ != cudaSuccess)                                                               \
+            return npp_err_;                                                                       \
+    } while (0)
+
 // Status of the launches just queued (configuration errors, not async faults).
 inline Status launch_status()
 {
@@ -81,15 +89,59 @@ template <typename T, int K> struct alignas(sizeof(T) * K) Pack {
 };
 template <typename T> constexpr int kWide = static_cast<int>(16 / sizeof(T));
 
+inline bool aligned(const void *p, uintptr_t bytes)
+{
+    return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
 // Whether `count` elements of T from each pointer can be read and written as Packs.
 inline bool packable(int64_t count, int pack_size, std::initializer_list<const void *> ptrs)
 {
     if (count % pack_size != 0)
         return false;
     for (const void *p : ptrs)
-        if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
+        if (!aligned(p, 16))
             return false;
     return true;
+}
+
+// Programmatic dependent launch (sm_90+): a kernel started with launch_dependent() may be
+// scheduled while the kernel before it on the stream still runs, once that one's blocks
+// have all called allow_dependent_launch(); it must call wait_for_prior_grid() before
+// reading what the earlier kernel wrote. So a small follow-up kernel does not pay a
+// launch after a big one. Elsewhere these are no-ops and the launch is a plain one.
+__device__ __forceinline__ void allow_dependent_launch()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_for_prior_grid()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t s,
+                             Args... args)
+{
+    int device = 0, major = 0;
+    NPP_CUDA_TRY_ERROR(cudaGetDevice(&device));
+    NPP_CUDA_TRY_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = 0;
+    config.stream = s;
+    config.attrs = attr;
+    config.numAttrs = major >= 9 ? 1 : 0;
+    return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
 // Sums K values per thread over a block of kThreads (a power of two) threads
