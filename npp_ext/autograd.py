@@ -97,7 +97,13 @@ def _forward(
             x_in = x_bar.detach().to(proxy_dtype).requires_grad_(True)
             # Plain saved tensors, even inside torch.utils.checkpoint: unpacking its
             # placeholders in backward() would recompute the whole region, codec too.
-            identity = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
+            # Detached when packed: a saved output kept with its grad_fn would make a
+            # node -> tensor -> node cycle that gc cannot see, and with proxy_grad=False
+            # the nodes leading only to the proxy's weights never run to break it (a
+            # leak of a few KB per step). Unpacking reattaches the grad_fn.
+            identity = torch.autograd.graph.saved_tensors_hooks(
+                lambda t: t.detach(), lambda t: t
+            )
             with torch.enable_grad(), identity:
                 x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
             if x_tilde.shape != x_bar.shape or rate.shape != (n,):
