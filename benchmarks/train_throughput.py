@@ -342,15 +342,23 @@ class StepClock:
         return gen
 
     def pool_call(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        """bpg.roundtrip_yuv_batch noting when the pool was busy (no sync: its own thread)."""
+        """bpg.start_roundtrip_yuv_batch noting when the pool was busy: from the start of a
+        batch to the end of its wait (no sync: the codec's own threads)."""
+        clock = self
+
+        class Job:
+            def __init__(self, job: Any, t0: float) -> None:
+                self.job, self.t0 = job, t0
+
+            def wait(self) -> Any:
+                try:
+                    return self.job.wait()
+                finally:
+                    with clock.lock:
+                        clock.codec.append((self.t0, time.perf_counter()))
 
         def wrapper(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return real(*a, **kw)
-            finally:
-                with self.lock:
-                    self.codec.append((t0, time.perf_counter()))
+            return Job(real(*a, **kw), time.perf_counter())
 
         return wrapper
 
@@ -373,7 +381,7 @@ def profile_step(trainer: NPPTrainer, batch: dict[str, Tensor], device: str) -> 
     clock = StepClock(device)
     task, proxy = trainer.task, trainer.proxy
     model, scaler = trainer.model, trainer.scaler
-    real_chunks, real_pool = npp_train.bpg_proxy_chunks, bpg.roundtrip_yuv_batch
+    real_chunks, real_pool = npp_train.bpg_proxy_chunks, bpg.start_roundtrip_yuv_batch
     proxy_t0: list[float] = []
 
     def pre_hook(*_: Any) -> None:
@@ -388,7 +396,7 @@ def profile_step(trainer: NPPTrainer, batch: dict[str, Tensor], device: str) -> 
     trainer.model = clock.timed("NPP fwd", model)
     scaler.step = clock.timed("Adam", scaler.step)
     npp_train.bpg_proxy_chunks = clock.chunks(real_chunks)
-    bpg.roundtrip_yuv_batch = clock.pool_call(real_pool)
+    bpg.start_roundtrip_yuv_batch = clock.pool_call(real_pool)
     try:
         t0 = clock.now()
         trainer.train_step(batch)
@@ -398,7 +406,7 @@ def profile_step(trainer: NPPTrainer, batch: dict[str, Tensor], device: str) -> 
             h.remove()
         del task.targets, task.loss, scaler.step
         trainer.model = model
-        npp_train.bpg_proxy_chunks, bpg.roundtrip_yuv_batch = real_chunks, real_pool
+        npp_train.bpg_proxy_chunks, bpg.start_roundtrip_yuv_batch = real_chunks, real_pool
     return split_phases(clock, t0, t1)
 
 
@@ -616,7 +624,7 @@ def print_profile(profiles: dict[int, dict[str, float]], codec_ms: float) -> Non
         "synchronized at each boundary). codec wait: blocked waiting for a decoded chunk, "
         "less the proxy forward run inside that wait; chunk bwd: the task's and the "
         "proxy's backward of each chunk, with the loss bookkeeping. pool: when the codec "
-        "pool was coding (bpg.roundtrip_yuv_batch calls on the codec thread).\n"
+        "pool was coding (bpg.start_roundtrip_yuv_batch batches, start to end of wait).\n"
     )
     print("| phase | " + " | ".join(f"chunks {c}" for c in chunks) + " |")
     print("|---|" + "---:|" * len(chunks))

@@ -1,10 +1,12 @@
 """Real BPG for a batch of device tensors, in the background: the codec half of BPGProxyFn.
 
 A :class:`CodecJob` packs a batch to 8-bit YUV on its device (``ops.rgb_to_yuv``), copies
-it into reused (pinned) host buffers, and hands the encode/decode to one background thread
-that drives the C++ thread pool (``bpg.roundtrip_yuv_batch``). ``finish()`` waits, copies the
-decoded YUV back and unpacks it (``ops.yuv_to_rgb``). Jobs run one after the other, each on
-the whole pool, so a batch split into chunks is decoded chunk by chunk.
+it into reused (pinned) host buffers, and hands it to the C++ thread pool
+(``bpg.start_roundtrip_yuv_batch``) from a background thread that first waits for the
+copy to land. ``finish()`` waits, copies the decoded YUV back and unpacks it
+(``ops.yuv_to_rgb``). Jobs reach the pool in the order they were made, and the pool codes
+them in that order with no pause between them: a batch split into chunks is decoded chunk
+by chunk while every core keeps coding.
 """
 
 from __future__ import annotations
@@ -88,8 +90,48 @@ class _HostBuffers:
             return sum(s.busy for sets in self._cache.values() for s in sets)
 
 
+class _Turns:
+    """Tickets that let jobs reach the pool in the order they were made, although each
+    waits for its own device copy on a thread of its own."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def take(self) -> int:
+        """A ticket (on the thread that makes the job, in order)."""
+        with self._cv:
+            ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+            return ticket
+
+    def wait(self, ticket: int) -> None:
+        """Block until every earlier ticket is done."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._serving == ticket)
+
+    def done(self, ticket: int) -> None:
+        """Let the next ticket go (also when this job failed before the pool)."""
+        with self._cv:
+            self._serving = ticket + 1
+            self._cv.notify_all()
+
+    def passed(self, ticket: int) -> bool:
+        """Whether ``ticket``'s turn is over."""
+        with self._cv:
+            return self._serving > ticket
+
+
+def _new_executor() -> ThreadPoolExecutor:
+    # A thread per job in flight: each waits for its copy, then for the pool.
+    return ThreadPoolExecutor(
+        max_workers=4 * _MAX_SETS_PER_DEVICE, thread_name_prefix="npp_ext-bpg"
+    )
+
+
 _buffers = _HostBuffers()
-_codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bpg")
+_turns = _Turns()
+_codec_threads = _new_executor()
 
 
 def host_buffers() -> _HostBuffers:
@@ -100,9 +142,10 @@ def host_buffers() -> _HostBuffers:
 def _after_fork_in_child() -> None:
     # A forked child (a DataLoader worker, say) has none of the parent's threads, and the
     # executor would wait forever for its worker; buffers may have been busy mid-call.
-    global _buffers, _codec_thread
+    global _buffers, _turns, _codec_threads
     _buffers = _HostBuffers()
-    _codec_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npp_ext-bpg")
+    _turns = _Turns()
+    _codec_threads = _new_executor()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -122,20 +165,33 @@ class CodecJob:
         self._released = False
         ready = consumed = None
 
+        turns, ticket = _turns, -1
+
         def run() -> Any:
             if ready is not None:
                 ready.synchronize()  # the device-to-host copy has landed
             if consumed is not None:
                 consumed.synchronize()  # the last job's copy out of dst has finished
-            return bpg.roundtrip_yuv_batch(
-                staging.src.numpy(),
-                h,
-                w,
-                qps,
-                staging.dst.numpy(),
-                threads=threads,
-                **opts.kwargs(),
-            )
+            return start().wait()
+
+        def start() -> bpg.YuvBatchJob:
+            # In ticket order, and the turn passes on whatever happened before.
+            turns.wait(ticket)
+            try:
+                return bpg.start_roundtrip_yuv_batch(
+                    staging.src.numpy(), h, w, qps, staging.dst.numpy(), threads=threads,
+                    **opts.kwargs(),
+                )  # fmt: skip
+            finally:
+                turns.done(ticket)
+
+        def run_in_turn() -> Any:
+            try:
+                return run()
+            finally:
+                if not turns.passed(ticket):  # failed before its turn: still wait for it
+                    turns.wait(ticket)
+                    turns.done(ticket)
 
         try:
             staging.src.copy_(yuv, non_blocking=True)
@@ -144,7 +200,12 @@ class CodecJob:
                 ready = torch.cuda.Event()
                 ready.record(torch.cuda.current_stream(x_bar.device))
                 consumed, staging.consumed = staging.consumed, None
-            self._future = _codec_thread.submit(run)
+            ticket = turns.take()  # jobs reach the pool in the order they are made
+            try:
+                self._future = _codec_threads.submit(run_in_turn)
+            except BaseException:
+                turns.done(ticket)
+                raise
         except BaseException:
             if consumed is not None:
                 staging.consumed = consumed  # still owed by the next run that writes dst

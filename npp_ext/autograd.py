@@ -101,9 +101,7 @@ def _forward(
             # node -> tensor -> node cycle that gc cannot see, and with proxy_grad=False
             # the nodes leading only to the proxy's weights never run to break it (a
             # leak of a few KB per step). Unpacking reattaches the grad_fn.
-            identity = torch.autograd.graph.saved_tensors_hooks(
-                lambda t: t.detach(), lambda t: t
-            )
+            identity = torch.autograd.graph.saved_tensors_hooks(lambda t: t.detach(), lambda t: t)
             with torch.enable_grad(), identity:
                 x_tilde, rate = _proxy_outputs(proxy(x_in, qp_t))
             if x_tilde.shape != x_bar.shape or rate.shape != (n,):
@@ -235,7 +233,7 @@ def bpg_proxy_chunks(
     threads: int = 0,
     proxy_grad: bool = False,
 ) -> Iterator[tuple[slice, Tensor, Tensor]]:
-    """:func:`bpg_proxy` over a batch split into ``chunks``, yielding each as it is decoded.
+    """:func:`bpg_proxy` over a batch split into ``chunks``, handing out each as it is decoded.
 
     The codec gets every chunk at once and codes them one after the other, each on the
     whole pool; this yields ``(rows, x_hat, bits)`` for chunk after chunk as soon as each is
@@ -246,26 +244,57 @@ def bpg_proxy_chunks(
 
     To backward each chunk on its own, pass a leaf (``x_bar.detach().requires_grad_()``)
     and send its gradient through the network afterwards: a chunk's backward through a
-    shared graph would free it for the next chunk. Stopping the iteration early lets the
-    codec finish the started chunks and frees their buffers.
+    shared graph would free it for the next chunk. The codec starts on every chunk when
+    this returns (before the first one is asked for), so work done between the call and
+    the loop overlaps it; ``close()`` (or dropping the iterator) lets the codec finish the
+    chunks not handed out and frees their buffers.
     """
     _check_x_bar(x_bar)
     opts = EncodeOptions(chroma=kernel_chroma(chroma, "BPGProxyFn"), level=level)
     threads = check_threads(threads)
     chunks = check_int("chunks", chunks, 1, 1 << 20)
     qps = qp_list(qp, x_bar.shape[0])
-    jobs: list[tuple[slice, CodecJob]] = []
+    started = _Chunks(x_bar, qps, proxy, proxy_grad)
     try:
         for rows in chunk_rows(x_bar.shape[0], chunks):
-            jobs.append((rows, CodecJob(x_bar[rows], qps[rows], opts, threads)))
-        while jobs:
-            rows, job = jobs[0]
-            x_hat, bits = _ChunkFn.apply(x_bar[rows], qps[rows], proxy, job, proxy_grad)
-            jobs.pop(0)
-            yield rows, x_hat, bits
-    finally:
-        for _, job in jobs:  # not yet handed out: an error, or the caller stopped early
+            started.jobs.append((rows, CodecJob(x_bar[rows], qps[rows], opts, threads)))
+    except BaseException:
+        started.close()
+        raise
+    return started
+
+
+class _Chunks:
+    """The iterator of :func:`bpg_proxy_chunks`: its codec jobs are already running."""
+
+    def __init__(self, x_bar: Tensor, qps: list[int], proxy: Any, proxy_grad: bool) -> None:
+        self.x_bar, self.qps, self.proxy, self.proxy_grad = x_bar, qps, proxy, proxy_grad
+        self.jobs: list[tuple[slice, CodecJob]] = []
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> tuple[slice, Tensor, Tensor]:
+        if not self.jobs:
+            raise StopIteration
+        rows, job = self.jobs.pop(0)
+        try:
+            x_hat, bits = _ChunkFn.apply(
+                self.x_bar[rows], self.qps[rows], self.proxy, job, self.proxy_grad
+            )
+        except BaseException:
+            self.close()
+            raise
+        return rows, x_hat, bits
+
+    def close(self) -> None:
+        """Let the codec finish the chunks not handed out, and free their buffers."""
+        jobs, self.jobs = self.jobs, []
+        for _, job in jobs:
             job.abandon()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def bpg_proxy(

@@ -65,6 +65,8 @@ __all__ = [
     "decode_batch",
     "roundtrip_batch",
     "roundtrip_yuv_batch",
+    "start_roundtrip_yuv_batch",
+    "YuvBatchJob",
     "encode_yuv",
     "decode_yuv",
     "rgb_to_yuv",
@@ -292,6 +294,69 @@ def roundtrip_batch(
     return RoundTrip(list(files), images_out, bits)
 
 
+class YuvBatchJob:
+    """A planar YUV batch the codec's pool is coding (:func:`start_roundtrip_yuv_batch`)."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def wait(self) -> np.ndarray:
+        """Wait until the batch is coded (``out`` then holds the decoded planes); returns the
+        file sizes in bits (int64, one per image), or raises the first image's error."""
+        return self._native.wait()[1]
+
+    def done(self) -> bool:
+        """Whether the pool has finished the batch (``wait`` will not block)."""
+        return bool(self._native.done())
+
+
+def start_roundtrip_yuv_batch(
+    yuv: np.ndarray,
+    height: int,
+    width: int,
+    qp: int | Sequence[int],
+    out: np.ndarray,
+    *,
+    chroma: str | int = CHROMA_DEFAULT,
+    level: int = LEVEL_DEFAULT,
+    threads: int | None = None,
+    x265_params: str | None = None,
+) -> YuvBatchJob:
+    """Start encoding and decoding N same-size images given in the padded planar YUV layout.
+
+    The training step's path (``BPGProxyFn``): ``yuv`` and ``out`` are ``(N, total)``
+    C-contiguous uint8 arrays of :func:`yuv_layout` (typically views of pinned host
+    buffers); the decoded planes are written into ``out``. Returns at once; the job's
+    ``wait()`` gives the bits. Batches started one after another are coded in that order,
+    the pool's workers moving on to the next batch's images as the previous one's run out.
+    The job keeps both arrays alive until the pool is done with them.
+    """
+    opts = _encode_options(chroma, level, x265_params)
+    total = yuv_layout(height, width, opts.chroma).total
+    for name, a in (("yuv", yuv), ("out", out)):
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 2:
+            raise TypeError(f"{name} must be an (N, {total}) uint8 numpy array")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out must be writable")
+    if yuv.shape[1] != total or out.shape != yuv.shape:
+        raise ValueError(
+            f"yuv and out must both be (N, {total}) for {height}x{width} (HxW) {opts.chroma}, "
+            f"got {yuv.shape} and {out.shape}"
+        )
+    native = _bpg.start_roundtrip_yuv_batch(
+        yuv=yuv,
+        width=width,
+        height=height,
+        qps=qp_list(qp, yuv.shape[0]),
+        threads=check_threads(threads),
+        out=out,
+        **_binding_options(opts),
+    )
+    return YuvBatchJob(native)
+
+
 def roundtrip_yuv_batch(
     yuv: np.ndarray,
     height: int,
@@ -304,33 +369,11 @@ def roundtrip_yuv_batch(
     threads: int | None = None,
     x265_params: str | None = None,
 ) -> np.ndarray:
-    """Encode and decode N same-size images given in the padded planar YUV layout.
-
-    The training step's path (``BPGProxyFn``): ``yuv`` and ``out`` are ``(N, total)``
-    C-contiguous uint8 arrays of :func:`yuv_layout` (typically views of pinned host
-    buffers); the decoded planes are written into ``out``. Returns the file sizes in bits
-    (int64, one per image).
-    """
-    opts = _encode_options(chroma, level, x265_params)
-    total = yuv_layout(height, width, opts.chroma).total
-    for name, a in (("yuv", yuv), ("out", out)):
-        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 2:
-            raise TypeError(f"{name} must be an (N, {total}) uint8 numpy array")
-    if yuv.shape[1] != total or out.shape != yuv.shape:
-        raise ValueError(
-            f"yuv and out must both be (N, {total}) for {height}x{width} (HxW) {opts.chroma}, "
-            f"got {yuv.shape} and {out.shape}"
-        )
-    _, bits = _bpg.roundtrip_yuv_batch(
-        yuv=yuv,
-        width=width,
-        height=height,
-        qps=qp_list(qp, yuv.shape[0]),
-        threads=check_threads(threads),
-        out=out,
-        **_binding_options(opts),
-    )
-    return bits
+    """:func:`start_roundtrip_yuv_batch` and wait: returns the file sizes in bits."""
+    return start_roundtrip_yuv_batch(
+        yuv, height, width, qp, out, chroma=chroma, level=level, threads=threads,
+        x265_params=x265_params,
+    ).wait()  # fmt: skip
 
 
 # ---- planar YUV ------------------------------------------------------------------------

@@ -240,17 +240,24 @@ def _spy_on_codec(
     before_codec: Callable[[], None] = lambda: None,
     after_codec: Callable[[], None] = lambda: None,
 ) -> None:
-    """Replace the codec call BPGProxyFn makes (bpg.roundtrip_yuv_batch) by one that calls
-    before_codec() first and after_codec() when it is done."""
-    real = bpg.roundtrip_yuv_batch
+    """Replace the codec call BPGProxyFn makes (bpg.start_roundtrip_yuv_batch) by one that
+    calls before_codec() first and after_codec() once the batch is coded."""
+    real = bpg.start_roundtrip_yuv_batch
+
+    class Job:
+        def __init__(self, job: bpg.YuvBatchJob) -> None:
+            self.job = job
+
+        def wait(self) -> Any:
+            result = self.job.wait()
+            after_codec()
+            return result
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         before_codec()
-        result = real(*args, **kwargs)
-        after_codec()
-        return result
+        return Job(real(*args, **kwargs))
 
-    monkeypatch.setattr(bpg, "roundtrip_yuv_batch", spy)
+    monkeypatch.setattr(bpg, "start_roundtrip_yuv_batch", spy)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -517,9 +524,9 @@ def test_checkpointed_step_runs_the_codec_once_more_not_twice(
     from torch.utils.checkpoint import checkpoint
 
     calls = []
-    real = bpg.roundtrip_yuv_batch
+    real = bpg.start_roundtrip_yuv_batch
     monkeypatch.setattr(
-        bpg, "roundtrip_yuv_batch", lambda *a, **k: calls.append(1) or real(*a, **k)
+        bpg, "start_roundtrip_yuv_batch", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
     x = _images(n=2)
     scale = torch.tensor(0.9, requires_grad=True)

@@ -66,3 +66,29 @@ def test_stopping_early_frees_the_started_chunks(proxy):
 def test_bad_chunk_counts_are_refused(proxy):
     with pytest.raises(ValueError, match="chunks must be in 1.."):
         next(bpg_proxy_chunks(_batch(2), 30, proxy, chunks=0))
+
+
+def test_batches_started_in_turn_share_the_pool_without_a_pause():
+    """A worker that runs out of one batch's images takes up the next batch at once: a
+    small batch started behind a big one finishes while the big one's last image codes."""
+    import numpy as np
+
+    from npp_ext import bpg
+
+    rng = np.random.default_rng(0)
+
+    def planes(n: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+        rgb = rng.integers(0, 256, (n, 3, side, side), dtype=np.uint8)
+        yuv = np.stack([bpg.rgb_to_yuv(np.ascontiguousarray(im.transpose(1, 2, 0))) for im in rgb])
+        return yuv, np.empty_like(yuv)
+
+    big, big_out = planes(3, 384)  # 3 images on 2 workers: one image runs alone at the end
+    small, small_out = planes(1, 16)
+    first = bpg.start_roundtrip_yuv_batch(big, 384, 384, 20, big_out, level=8, threads=2)
+    second = bpg.start_roundtrip_yuv_batch(small, 16, 16, 20, small_out, level=8, threads=2)
+    second.wait()
+    assert not first.done(), "the small batch waited for the whole big one"
+    bits = first.wait()
+    assert bits.shape == (3,) and first.done()
+    want = bpg.roundtrip_yuv_batch(big[:1], 384, 384, 20, np.empty_like(big[:1]), level=8)
+    assert bits[0] == want[0]

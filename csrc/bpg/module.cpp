@@ -355,9 +355,33 @@ struct BatchSettings {
     size_t threads;
 };
 
-// The round trip of both batch paths, image i on a pool thread: encode(i, options, &bits,
-// &size) on the thread's encoder, keep the file, then (when decode_too) decode(i, file,
-// size) on its decoder. Raises the first failing image's error; returns the files.
+// The round trip of one image of a batch, on a pool thread: encode(options, &bits, &size)
+// on the thread's encoder, keep the file, then (when decode_too) decode(file, size) on its
+// decoder. A failure is left in `fail`.
+template <typename Encode, typename Decode>
+void code_one(const BatchSettings &b, size_t i, const Encode &encode, const Decode &decode,
+              bool decode_too, std::vector<uint8_t> &file, Failure &fail)
+{
+    const bpg_encode_options o = make_options(b.qps[i], b.chroma, b.level, b.x265_params);
+    const uint8_t *bits = nullptr;
+    size_t size = 0;
+    bpg_status s = encode(o, &bits, &size);
+    if (s != BPG_OK) {
+        fail = encoder_failure(s);
+        return;
+    }
+    file.assign(bits, bits + size);
+    if (!decode_too)
+        return;
+    bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
+    s = decode(file.data(), size);
+    if (s != BPG_OK)
+        fail = decoder_failure(s);
+}
+
+// Both batch paths on the pool, waiting: encode(i, ...) and decode(i, ...) as code_one
+// takes them, image i on a pool thread. Raises the first failing image's error; returns
+// the files.
 template <typename Encode, typename Decode>
 Coded encode_decode_batch(const BatchSettings &b, const Encode &encode, const Decode &decode,
                           bool decode_too)
@@ -366,21 +390,9 @@ Coded encode_decode_batch(const BatchSettings &b, const Encode &encode, const De
     std::vector<std::vector<uint8_t>> files(n);
     std::vector<Failure> fails(n);
     run_batch(n, b.threads, [&](size_t i) {
-        const bpg_encode_options o = make_options(b.qps[i], b.chroma, b.level, b.x265_params);
-        const uint8_t *bits = nullptr;
-        size_t size = 0;
-        bpg_status s = encode(i, o, &bits, &size);
-        if (s != BPG_OK) {
-            fails[i] = encoder_failure(s);
-            return;
-        }
-        files[i].assign(bits, bits + size);
-        if (!decode_too)
-            return;
-        bpg_decoder_set_verify(thread_decoder(), 0); // our own fresh output
-        s = decode(i, files[i].data(), size);
-        if (s != BPG_OK)
-            fails[i] = decoder_failure(s);
+        code_one(
+            b, i, [&](auto &&...a) { return encode(i, a...); },
+            [&](auto &&...a) { return decode(i, a...); }, decode_too, files[i], fails[i]);
     });
     raise_first(fails);
     return to_python(files);
@@ -467,12 +479,17 @@ py::list decode_batch(const std::vector<py::object> &datas, size_t threads, bool
     return py::cast(outs);
 }
 
-// The training-step path: N same-size images in the padded YUV layout,
-// encoded at per-image QPs and decoded back into `out` (same shape), both
-// typically views of pinned host buffers. Returns the files and their bits.
-py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
-                              const std::vector<int> &qps, int chroma, int level, size_t threads,
-                              U8Array out, const std::string &x265_params)
+// A checked batch of N same-size images in the padded YUV layout: `yuv` in, decoded
+// planes into `out` (same shape), typically views of pinned host buffers.
+struct YuvBatch {
+    const uint8_t *src;
+    uint8_t *dst;
+    bpg_cm_layout l;
+    int width, height;
+};
+
+YuvBatch check_yuv_batch(const U8Array &yuv, int width, int height, const std::vector<int> &qps,
+                         int chroma, U8Array &out)
 {
     check_size(width, height, chroma);
     const bpg_cm_layout l = bpg_cm_make_layout(width, height, chroma);
@@ -484,21 +501,83 @@ py::tuple roundtrip_yuv_batch(const U8Array &yuv, int width, int height,
     if (out.ndim() != 2 || static_cast<size_t>(out.shape(0)) != n ||
         static_cast<size_t>(out.shape(1)) != l.total || !out.writeable())
         throw py::value_error("out must be a writable uint8 array shaped like yuv");
-    const uint8_t *src = yuv.data();
-    uint8_t *dst = out.mutable_data();
-    const Coded coded = encode_decode_batch(
-        {qps, chroma, level, x265_params, threads},
-        [&](size_t i, const bpg_encode_options &o, const uint8_t **bits, size_t *size) {
-            return bpg_encode_yuv(thread_encoder(), src + i * l.total, l.total, width, height, &o,
+    return {yuv.data(), out.mutable_data(), l, width, height};
+}
+
+// Image i of a YUV batch, on a pool thread (see code_one).
+void code_yuv_one(const BatchSettings &b, const YuvBatch &y, size_t i, std::vector<uint8_t> &file,
+                  Failure &fail)
+{
+    const size_t total = y.l.total;
+    code_one(
+        b, i,
+        [&](const bpg_encode_options &o, const uint8_t **bits, size_t *size) {
+            return bpg_encode_yuv(thread_encoder(), y.src + i * total, total, y.width, y.height, &o,
                                   bits, size);
         },
-        [&](size_t i, const uint8_t *file, size_t size) {
-            return bpg_decode_yuv(thread_decoder(), file, size, dst + i * l.total, l.total,
+        [&](const uint8_t *file_data, size_t size) {
+            return bpg_decode_yuv(thread_decoder(), file_data, size, y.dst + i * total, total,
                                   nullptr);
         },
-        true);
-    return py::make_tuple(coded.files, coded.nbits);
+        true, file, fail);
 }
+
+// The training-step path: the pool codes the batch while the caller goes on; wait()
+// gives the files and their bits. Batches started one after another are
+// coded in that order with no pause between them (see ThreadPool::submit). The job holds
+// its buffers until the pool is done with them, and a job dropped unwaited is waited for.
+class YuvJob
+{
+  public:
+    YuvJob(U8Array yuv, int width, int height, std::vector<int> qps, int chroma, int level,
+           size_t threads, U8Array out, std::string x265_params)
+        : yuv_(std::move(yuv)), out_(std::move(out)), qps_(std::move(qps)),
+          x265_(std::move(x265_params)),
+          y_(check_yuv_batch(yuv_, width, height, qps_, chroma, out_)), b_{qps_, chroma, level,
+                                                                           x265_, threads},
+          files_(qps_.size()), fails_(qps_.size())
+    {
+        batch_ = global_pool(threads).submit(qps_.size(), threads, [this](size_t i) {
+            code_yuv_one(b_, y_, i, files_[i], fails_[i]);
+        });
+    }
+    YuvJob(const YuvJob &) = delete;
+    YuvJob &operator=(const YuvJob &) = delete;
+
+    ~YuvJob()
+    {
+        py::gil_scoped_release nogil;
+        try {
+            batch_->wait();
+        } catch (...) { // an unwaited job's errors have no one to go to
+        }
+    }
+
+    py::tuple wait()
+    {
+        try {
+            py::gil_scoped_release nogil;
+            batch_->wait(python_signal_pending);
+        } catch (const Interrupted &) {
+            throw py::error_already_set(); // the exception the signal handler set
+        }
+        raise_first(fails_);
+        const Coded coded = to_python(files_);
+        return py::make_tuple(coded.files, coded.nbits);
+    }
+
+    bool done() { return batch_->done(); }
+
+  private:
+    U8Array yuv_, out_;
+    std::vector<int> qps_;
+    std::string x265_;
+    YuvBatch y_;
+    BatchSettings b_;
+    std::vector<std::vector<uint8_t>> files_;
+    std::vector<Failure> fails_;
+    std::shared_ptr<ThreadPool::Batch> batch_;
+};
 
 } // namespace
 } // namespace npp_ext
@@ -529,9 +608,18 @@ PYBIND11_MODULE(_bpg, m)
           py::arg("out") = py::none(), py::arg("x265_params") = "");
     m.def("decode_batch", &decode_batch, py::arg("datas"), py::arg("threads") = 0,
           py::arg("verify") = true);
-    m.def("roundtrip_yuv_batch", &roundtrip_yuv_batch, py::arg("yuv"), py::arg("width"),
-          py::arg("height"), py::arg("qps"), py::arg("chroma"), py::arg("level"),
-          py::arg("threads"), py::arg("out"), py::arg("x265_params") = "");
+    py::class_<YuvJob>(m, "YuvJob", "A YUV batch the pool is coding (start_roundtrip_yuv_batch).")
+        .def("wait", &YuvJob::wait, "Wait for the batch; returns (files, bits) or raises.")
+        .def("done", &YuvJob::done, "Whether the pool has finished the batch.");
+    m.def(
+        "start_roundtrip_yuv_batch",
+        [](U8Array yuv, int width, int height, std::vector<int> qps, int chroma, int level,
+           size_t threads, U8Array out, std::string x265_params) {
+            return std::make_unique<YuvJob>(std::move(yuv), width, height, std::move(qps), chroma,
+                                            level, threads, std::move(out), std::move(x265_params));
+        },
+        py::arg("yuv"), py::arg("width"), py::arg("height"), py::arg("qps"), py::arg("chroma"),
+        py::arg("level"), py::arg("threads"), py::arg("out"), py::arg("x265_params") = "");
     m.def(
         "pool_threads", [](size_t threads) { return global_pool(threads).size(); },
         py::arg("threads") = 0,

@@ -66,66 +66,76 @@ void ThreadPool::loop()
     }
 }
 
-void ThreadPool::parallel_for(size_t n, size_t parallel, const std::function<void(size_t)> &fn,
-                              const std::function<bool()> &interrupted)
+std::shared_ptr<ThreadPool::Batch> ThreadPool::submit(size_t n, size_t parallel,
+                                                      std::function<void(size_t)> fn)
 {
+    auto batch = std::make_shared<Batch>();
+    batch->fn = std::move(fn);
+    batch->n = n;
     if (n == 0)
-        return;
+        return batch;
     if (parallel == 0)
         parallel = cores();
-    // Workers claim indices from a shared counter, so uneven images balance.
-    struct State {
-        std::atomic<size_t> next{0};
-        std::atomic<bool> cancel{false};
-        size_t remaining = 0;
-        std::mutex mu;
-        std::condition_variable done;
-        std::exception_ptr error; // first exception thrown by fn
-    };
-    auto st = std::make_shared<State>();
     {
         std::lock_guard<std::mutex> lk(mu_);
         parallel = std::min({parallel, workers_.size(), n});
-        st->remaining = parallel;
+        batch->remaining = parallel;
+        // Workers claim indices from a shared counter, so uneven images balance.
         for (size_t w = 0; w < parallel; ++w) {
-            tasks_.push([st, n, &fn] {
-                for (size_t i = st->next++; i < n && !st->cancel; i = st->next++) {
+            tasks_.push([b = batch] {
+                for (size_t i = b->next++; i < b->n && !b->cancel; i = b->next++) {
                     try {
-                        fn(i);
+                        b->fn(i);
                     } catch (...) {
                         // Never let an exception escape a worker thread.
-                        std::lock_guard<std::mutex> lk2(st->mu);
-                        if (!st->error)
-                            st->error = std::current_exception();
+                        std::lock_guard<std::mutex> lk2(b->mu);
+                        if (!b->error)
+                            b->error = std::current_exception();
                     }
                 }
-                std::lock_guard<std::mutex> lk2(st->mu);
-                if (--st->remaining == 0)
-                    st->done.notify_all();
+                std::lock_guard<std::mutex> lk2(b->mu);
+                if (--b->remaining == 0)
+                    b->finished.notify_all();
             });
         }
     }
     cv_.notify_all();
-    std::unique_lock<std::mutex> lk(st->mu);
-    while (st->remaining > 0) {
+    return batch;
+}
+
+bool ThreadPool::Batch::done()
+{
+    std::lock_guard<std::mutex> lk(mu);
+    return remaining == 0;
+}
+
+void ThreadPool::Batch::wait(const std::function<bool()> &interrupted)
+{
+    std::unique_lock<std::mutex> lk(mu);
+    while (remaining > 0) {
         if (!interrupted) {
-            st->done.wait(lk, [&] { return st->remaining == 0; });
+            finished.wait(lk, [&] { return remaining == 0; });
             break;
         }
-        if (st->done.wait_for(lk, std::chrono::milliseconds(100),
-                              [&] { return st->remaining == 0; }))
+        if (finished.wait_for(lk, std::chrono::milliseconds(100), [&] { return remaining == 0; }))
             break;
-        if (!st->cancel) {
+        if (!cancel) {
             lk.unlock(); // the callback may wait for the GIL: hold no lock of ours
             if (interrupted())
-                st->cancel = true;
+                cancel = true;
             lk.lock();
         }
     }
-    if (st->cancel) // first: the caller has an exception pending for it
+    if (cancel) // first: the caller has an exception pending for it
         throw Interrupted();
-    if (st->error)
-        std::rethrow_exception(st->error);
+    if (error)
+        std::rethrow_exception(error);
+}
+
+void ThreadPool::parallel_for(size_t n, size_t parallel, const std::function<void(size_t)> &fn,
+                              const std::function<bool()> &interrupted)
+{
+    submit(n, parallel, fn)->wait(interrupted);
 }
 
 namespace

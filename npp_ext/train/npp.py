@@ -121,18 +121,22 @@ class NPPTrainer:
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(self.step, cfg.warmup)
 
-        with torch.no_grad():
-            targets = self.task.targets(x, batch)
         with autocast(rt.device, cfg.amp):
             x_bar = self.model(x, qps)
         leaf = x_bar.detach().float().requires_grad_(True)
-        chunks = cfg.chunks if self.task.per_sample else 1
-        loss_total = torch.zeros((), dtype=torch.float64)
-        sums = torch.zeros(3, dtype=torch.float64)  # bpp, d_task, d_pre over the images
-        for rows, x_hat, bits in bpg_proxy_chunks(
-            leaf, qps, self.proxy, chunks=chunks, level=cfg.level, chroma=cfg.chroma,
-            threads=self.threads,
-        ):  # fmt: skip
+        chunks = bpg_proxy_chunks(
+            leaf, qps, self.proxy, chunks=cfg.chunks if self.task.per_sample else 1,
+            level=cfg.level, chroma=cfg.chroma, threads=self.threads,
+        )  # fmt: skip
+        try:
+            with torch.no_grad():  # the teacher's forward while the pool codes
+                targets = self.task.targets(x, batch)
+        except BaseException:
+            chunks.close()
+            raise
+        loss_total = torch.zeros((), device=rt.device)
+        sums = torch.zeros(3, device=rt.device)  # bpp, d_task, d_pre over the images
+        for rows, x_hat, bits in chunks:
             with autocast(rt.device, cfg.amp):
                 d_task = self.task.loss(x_hat, self.task.select(targets, rows)).float()
             bpp = bits / (h * w)
@@ -144,16 +148,16 @@ class NPPTrainer:
                 loss = (bpp + cfg.beta * d_pre).mean() + lam[0] * d_task
                 task_sum = d_task.detach() * n
             self.scaler.scale(loss).backward()
-            loss_total += loss.detach().double().cpu()
-            parts = [bpp.detach().sum(), task_sum, d_pre.detach().sum()]
-            sums += torch.stack(parts).double().cpu()
+            # On the device: a host read here would stall the next chunk's queue.
+            loss_total += loss.detach()
+            sums += torch.stack([bpp.detach().sum(), task_sum, d_pre.detach().sum()])
         # The NPP's backward once, with the gradient of x_bar the chunks added up.
         x_bar.float().backward(leaf.grad)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
-        bpp_mean, task_mean, pre_mean = (sums / n).tolist()
+        bpp_mean, task_mean, pre_mean = (sums.double() / n).tolist()
         return {
             "loss": float(loss_total), "bpp": bpp_mean, "d_task": task_mean, "d_pre": pre_mean,
             "qp": float(qps.float().mean()),
