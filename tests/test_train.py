@@ -235,3 +235,19 @@ def test_bad_settings_are_clear_errors(proxy_path, tmp_path):
         open_dataset("no/such/folder")
     with pytest.raises(ValueError, match="no held-out part"):
         open_dataset(str(tmp_path), side="holdout")
+
+
+def test_a_batch_level_task_loss_trains_with_one_qp_and_one_chunk(proxy_path, tmp_path):
+    # Detection losses are one number per batch: the step draws one QP for the batch and
+    # codes it in one chunk whatever --chunks says.
+    def batch_loss(x_hat, x, batch):
+        return ((x_hat - x) ** 2).mean()
+
+    task = LossHook(batch_loss, per_sample=False)
+    trainer = _trainer(proxy_path, tmp_path, task, chunks=3, batch=3, crop=32)
+    seen = []
+    real = trainer.task.loss
+    trainer.task.loss = lambda x_hat, t: seen.append(x_hat.shape[0]) or real(x_hat, t)
+    terms = trainer.train_step({"image": _crops(3, 32)})
+    assert seen == [3] and np.isfinite(terms["loss"])
+    assert terms["qp"] == float(draw_qps(0, 0, 3, (25, 44), per_image=False)[0])
