@@ -47,7 +47,7 @@ class DemoSettings:
     npp_crop: int = 64
     npp_lr: float = 1e-3
     eval_crop: int = 128
-    eval_images: int = 48
+    eval_images: int = 128
     qps: tuple[int, ...] = (27, 32, 37, 42, 47)
     level: int = 8
     seed: int = 0
@@ -93,9 +93,9 @@ def run_demo(
     t1 = time.perf_counter()
     npp_cfg = NPPConfig(
         data="photos", out=os.path.join(out, "npp"), proxy=proxy_path, steps=s.npp_steps,
-        batch=s.npp_batch, crop=s.npp_crop, lr=s.npp_lr, warmup=10, level=s.level,
+        batch=s.npp_batch, crop=s.npp_crop, lr=s.npp_lr, level=s.level,
         qp_range=(min(s.qps), max(s.qps)), seed=s.seed, device=device, threads=threads,
-        ckpt_every=max(1, s.npp_steps), log_every=10,
+        ckpt_every=max(1, s.npp_steps), log_every=10, warmup=20,
     )  # fmt: skip
     say(f"[2/3] NPP: {s.npp_steps} steps through real BPG, EfficientNet-Lite0 as the teacher")
     npp_path = train_npp(npp_cfg, quiet=quiet)

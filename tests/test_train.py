@@ -251,3 +251,22 @@ def test_a_batch_level_task_loss_trains_with_one_qp_and_one_chunk(proxy_path, tm
     terms = trainer.train_step({"image": _crops(3, 32)})
     assert seen == [3] and np.isfinite(terms["loss"])
     assert terms["qp"] == float(draw_qps(0, 0, 3, (25, 44), per_image=False)[0])
+
+
+def test_rate_matching_moves_lambda_in_bounded_steps():
+    from npp_ext.train.proxy import _MAX_DRIFT, _MAX_STEP, _recalibrate
+
+    torch.manual_seed(0)
+    proxy = Proxy(N=8, M=12).eval()
+    x = _crops(2, 32).float() / 255
+    # BPG makes far more bits than this untrained proxy at every QP: lambda goes up, a
+    # bounded step at a time, and never past a factor of 10 from the start.
+    points = {q: {"bpp": 50.0, "mse": 1.0} for q in (27, 37, 47)}
+    start = LambdaTable([(27, 0.1), (37, 0.01), (47, 0.001)])
+    table = start
+    for i in range(1, 16):
+        table, rates = _recalibrate(table, start, proxy, x, points)
+        for q in points:
+            moved = table.log_lambda(q) - start.log_lambda(q)
+            assert 0 < moved <= min(i * _MAX_STEP, _MAX_DRIFT) + 1e-9, (i, q, moved)
+    assert set(rates) == set(points)

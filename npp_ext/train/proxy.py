@@ -89,16 +89,30 @@ def _proxy_bpp(proxy: Proxy, x: Tensor, qp: int) -> float:
     return float(out.bits.mean()) / (x.shape[2] * x.shape[3])
 
 
+#: Per re-calibration, log lambda moves by at most this much; in all, it stays within
+#: _MAX_DRIFT of the slope-derived start (a factor of 10 either way). A proxy far from
+#: its equilibrium rate must not drive lambda to where training diverges.
+_MAX_STEP, _MAX_DRIFT = 0.2, math.log(10.0)
+
+
 def _recalibrate(
-    table: LambdaTable, proxy: Proxy, calib: Tensor, points: dict[int, dict[str, float]]
+    table: LambdaTable,
+    start: LambdaTable,
+    proxy: Proxy,
+    calib: Tensor,
+    points: dict[int, dict[str, float]],
 ) -> tuple[LambdaTable, dict[int, float]]:
-    """Move each grid QP's lambda by half the log ratio of BPG's bpp to the proxy's."""
+    """Move each grid QP's lambda by half the log ratio of BPG's bpp to the proxy's
+    (bounded: see _MAX_STEP and _MAX_DRIFT)."""
     pairs, rates = [], {}
     for qp, ref in points.items():
         rate = _proxy_bpp(proxy, calib, qp)
         rates[qp] = rate
         step = 0.5 * math.log(max(ref["bpp"], 1e-6) / max(rate, 1e-6))
-        pairs.append((qp, math.exp(table.log_lambda(qp) + max(-1.0, min(1.0, step)))))
+        step = max(-_MAX_STEP, min(_MAX_STEP, step))
+        base = start.log_lambda(qp)
+        moved = min(base + _MAX_DRIFT, max(base - _MAX_DRIFT, table.log_lambda(qp) + step))
+        pairs.append((qp, math.exp(moved)))
     return LambdaTable(pairs), rates
 
 
@@ -195,7 +209,7 @@ def train_proxy(cfg: ProxyConfig, *, quiet: bool = False) -> str:
     report_crops = _crops(held_ds or train_ds, cfg.report_images, cfg.crop, cfg.seed + 1)
     grid = calibration_grid(cfg.qp_range)
     points = _bpg_points(calib, grid, cfg, threads)
-    table = _initial_table(points)
+    table = start_table = _initial_table(points)
 
     proxy = _initial_proxy(cfg).to(rt.device).train()
     quantiles = [p for n, p in proxy.named_parameters() if n.endswith("quantiles")]
@@ -212,7 +226,6 @@ def train_proxy(cfg: ProxyConfig, *, quiet: bool = False) -> str:
         train_ds, cfg.batch, transform=Compose([RandomCrop(cfg.crop), RandomFlip()]),
         seed=cfg.seed, start=0, steps=cfg.steps, workers=cfg.workers,
     )  # fmt: skip
-    rates: dict[int, float] = {}
     try:
         with progress(cfg.steps, 0, "train proxy", not quiet) as bar:
             for step, batch in enumerate(loader):
@@ -229,15 +242,19 @@ def train_proxy(cfg: ProxyConfig, *, quiet: bool = False) -> str:
                 loss, terms = _step_loss(proxy, x, target, qps.to(rt.device), table)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                # Large lambdas on 255^2 MSE make rare huge gradients (GDN, the gains)
+                torch.nn.utils.clip_grad_norm_(main_params, 1.0)
                 opt.step()
-                if (step + 1) % cfg.calib_every == 0 or step + 1 == cfg.steps:
-                    table, rates = _recalibrate(table, proxy, calib_x, points)
+                # Rate matching once the proxy has settled a little (calib_every steps in).
+                if (step + 1) % cfg.calib_every == 0 and step + 1 > cfg.calib_every:
+                    table, _ = _recalibrate(table, start_table, proxy, calib_x, points)
                 bar.update(1)
                 bar.set_postfix(stage=stage, rd=f"{terms['rd']:.4f}", bpp=f"{terms['bpp']:.3f}")
                 if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                     log.write({"step": step + 1, "stage": stage, **terms})
     finally:
         log.close()
+    rates = {q: _proxy_bpp(proxy, calib_x, q) for q in grid}
     report["after"] = proxy_report(proxy, report_crops, grid, cfg, threads)
     report["calibration"] = {
         "qps": grid,
