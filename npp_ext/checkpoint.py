@@ -22,7 +22,7 @@ import io
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ from torch import nn
 from ._fileio import write_atomic
 from .options import EncodeOptions, check_qp
 
-__all__ = ["FORMAT", "VERSION", "file_hash", "load", "load_model", "save"]
+__all__ = ["FORMAT", "VERSION", "FromCheckpoint", "file_hash", "load", "load_model", "save"]
 
 FORMAT, VERSION = "npp_ext", 1
 _KINDS = ("npp", "proxy")
@@ -134,6 +134,33 @@ def load_model(
     _warn_if_other_settings(ckpt, path, codec, qp)
     model.checkpoint = {k: v for k, v in ckpt.items() if k not in ("model", "train_state")}
     return model.to(map_location).eval()
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+class FromCheckpoint:
+    """Gives a model class ``from_checkpoint``; the class names its ``checkpoint_kind``."""
+
+    checkpoint_kind: str
+
+    @classmethod
+    def from_checkpoint(
+        cls: type[_M],
+        path: str | os.PathLike[str],
+        *,
+        codec: EncodeOptions | None = None,
+        qp: int | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> _M:
+        """The model a checkpoint holds (``npp-ext train`` / ``train-proxy``), in eval mode.
+
+        ``codec`` and ``qp``: the settings it is about to be used with; a checkpoint made
+        for other ones warns. What the file records (codec, QP range, task, config) is
+        kept in the model's ``checkpoint`` attribute.
+        """
+        kind = cls.checkpoint_kind  # type: ignore[attr-defined]
+        return load_model(cls, kind, path, codec=codec, qp=qp, map_location=map_location)  # type: ignore[return-value]
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:

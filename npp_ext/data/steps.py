@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from .items import Transform
-from .loader import _mix, _seed_worker, collate
+from .loader import _mix, _seed_worker, _Transformed, collate
 
 __all__ = ["StepBatches", "step_loader"]
 
@@ -79,21 +79,6 @@ class StepBatches(Sampler):
             yield self.batch_indices(step)
 
 
-class _Seeded(Dataset):
-    def __init__(self, dataset: Any, transform: Transform | None) -> None:
-        self.dataset, self.transform = dataset, transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, seed = key
-        item = self.dataset[index]
-        if self.transform is None:
-            return item
-        return self.transform(item, torch.Generator().manual_seed(seed))
-
-
 def step_loader(
     dataset: Any,
     global_batch: int,
@@ -112,7 +97,7 @@ def step_loader(
         len(dataset), global_batch, seed=seed, rank=rank, world=world, start=start, steps=steps
     )
     return DataLoader(
-        _Seeded(dataset, transform),
+        _Transformed(dataset, transform),
         batch_sampler=sampler,
         num_workers=workers,
         collate_fn=collate,

@@ -4,7 +4,6 @@ Compression for Machine Vision" (TCSVT 2024), conditioned on the BPG QP.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ..checkpoint import FromCheckpoint
 from ..ops import eager
-from ..options import EncodeOptions
 from .layers import QALayer, normalize_qp, pad_to_multiple, validate_image, validate_state_dict
 
 __all__ = ["NPP"]
@@ -67,7 +66,7 @@ class _Up(nn.Module):
         return self.up(self.body(x))
 
 
-class NPP(nn.Module):
+class NPP(FromCheckpoint, nn.Module):
     """QP-adaptive neural preprocessor: ``clamp(pixel(x) + unet(x), 0, 1)``.
 
     * Pixel branch: Conv1x1(3->3), QA, ReLU, Conv1x1(3->3), QA, ReLU.
@@ -94,6 +93,8 @@ class NPP(nn.Module):
     Any H, W: the input is replicate-padded (bottom/right) to a multiple of 16
     and at least 32 per side, then the output is cropped back.
     """
+
+    checkpoint_kind = "npp"  # NPP.from_checkpoint(path): a run of npp-ext train
 
     def __init__(self, use_fused_ops: bool = True) -> None:
         super().__init__()
@@ -201,22 +202,3 @@ class NPP(nn.Module):
     def config(self) -> dict[str, Any]:
         """Constructor arguments that shape the weights (none: one architecture)."""
         return {}
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        codec: EncodeOptions | None = None,
-        qp: int | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> NPP:
-        """An NPP saved by ``npp-ext train`` (or :func:`npp_ext.checkpoint.save`), in eval mode.
-
-        ``codec`` and ``qp``: the settings it is about to be used with; a checkpoint trained
-        for other ones warns. What the file records (codec, QP range, task, config) is kept
-        in the model's ``checkpoint`` attribute.
-        """
-        from ..checkpoint import load_model
-
-        return load_model(cls, "npp", path, codec=codec, qp=qp, map_location=map_location)

@@ -8,14 +8,13 @@ this model in place of BPG's (non-differentiable) encode/decode.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ..options import EncodeOptions
+from ..checkpoint import FromCheckpoint
 from .entropy import EntropyBottleneck, GaussianConditional, estimate_bits
 from .layers import (
     GDN,
@@ -50,7 +49,7 @@ class ProxyOutput(NamedTuple):
     likelihoods: dict[str, Tensor]
 
 
-class Proxy(nn.Module):
+class Proxy(FromCheckpoint, nn.Module):
     """Variable-rate mean-scale hyperprior codec (Minnen et al. 2018) conditioned on the QP.
 
     Transforms: ``g_a`` 4 x Conv5x5/2 with GDN, ``g_s`` 4 x ConvTranspose5x5/2
@@ -87,6 +86,8 @@ class Proxy(nn.Module):
     model; the authors' proxy used N = M = 192 with the context model, one per
     lambda. One QP-conditioned model serves all QPs here (see above).
     """
+
+    checkpoint_kind = "proxy"  # Proxy.from_checkpoint(path): a run of npp-ext train-proxy
 
     def __init__(
         self,
@@ -229,21 +230,3 @@ class Proxy(nn.Module):
         model = cls(**cls.config_from_state_dict(state_dict))
         model.load_state_dict(state_dict)
         return model
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        codec: EncodeOptions | None = None,
-        qp: int | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> Proxy:
-        """A proxy saved by ``npp-ext train-proxy``, in eval mode (see ``NPP.from_checkpoint``).
-
-        The proxy stands in for BPG at the codec settings it was fitted to; other ``codec``
-        settings or a ``qp`` outside its range warn.
-        """
-        from ..checkpoint import load_model
-
-        return load_model(cls, "proxy", path, codec=codec, qp=qp, map_location=map_location)

@@ -31,6 +31,16 @@ class Task(nn.Module, abc.ABC):
     """
 
     per_sample: bool = False
+    #: Subclasses that hold a network in ``model`` and set ``freeze`` keep it in eval mode.
+    freeze: bool = False
+
+    def train(self, mode: bool = True) -> Task:
+        """Set the task's mode; a frozen network (``freeze``) stays in eval mode."""
+        super().train(mode)
+        model = getattr(self, "model", None)
+        if self.freeze and isinstance(model, nn.Module):
+            model.eval()
+        return self
 
     @abc.abstractmethod
     def targets(self, x: Tensor, batch: Mapping[str, Any]) -> Any:

@@ -98,13 +98,6 @@ class Classification(Task):
         if self.freeze:
             _freeze(self.model)
 
-    def train(self, mode: bool = True) -> Classification:
-        """Set the task's mode; a frozen network stays in eval mode."""
-        super().train(mode)
-        if self.freeze:
-            self.model.eval()
-        return self
-
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) of images in [0, 1]."""
         _check_images(x, "x")

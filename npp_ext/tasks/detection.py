@@ -83,13 +83,6 @@ class Detection(Task):
         if self.freeze:
             _freeze(self.model)
 
-    def train(self, mode: bool = True) -> Detection:
-        """Set the task's mode; a frozen detector rests in eval mode."""
-        super().train(mode)
-        if self.freeze:
-            self.model.eval()
-        return self
-
     @contextlib.contextmanager
     def _loss_mode(self) -> Iterator[None]:
         """Train mode for the loss; with ``freeze``, statistics layers and dropout in eval."""
