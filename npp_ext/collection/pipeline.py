@@ -1,0 +1,471 @@
+"""Encoding a folder of images: read, preprocess (optional NPP), encode, write, in parallel.
+
+Stages, each in its own threads, joined by bounded queues so that memory stays bounded
+and every stage works at the same time::
+
+    feeder --(reader pool, `workers` threads: read, hash, resume check, Pillow decode)-->
+    [decoded, bounded] --NPP thread (optional: batches by padded size on the device)-->
+    [ready images, bounded] --2 encoder drivers: bpg.encode_batch(chunk, threads=T)-->
+    atomic write, optional decode check, journal line --> main thread (progress, records)
+
+The two encoder drivers share the codec's C++ thread pool: while one waits for the last
+images of its chunk, the other's images occupy the free workers, so no core waits at a
+chunk boundary. Pillow and the codec release the GIL, and so do torch's kernels.
+
+Outputs do not depend on timing: an image's bytes depend only on its pixels, the settings
+and (with an NPP) the fixed batch size and device type (see :mod:`.npp_stage`), so the
+order in which threads finish changes nothing but the order of journal lines; the shard
+file and the manifest are sorted.
+
+Errors: an input's problem becomes a failed record and the run goes on; a problem writing
+outputs (a full disk, an unwritable folder) stops the run and is raised as an OSError
+naming the file; the temporary file is removed, completed outputs and the journal stay
+for a resume.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import bpg
+from .._fileio import write_atomic
+from ..options import EncodeOptions, check_qp, check_threads
+from . import manifest as mf
+from .discovery import (
+    Item,
+    Shard,
+    find_files,
+    image_extensions,
+    plan_outputs,
+    remove_stale_temporaries,
+)
+from .progress import Progress
+from .records import (
+    InputError,
+    decode_source,
+    make_record,
+    output_error,
+    read_source,
+    reusable,
+    sha256,
+    verify_output,
+)
+
+__all__ = ["EncodeSummary", "encode_collection", "cpu_count"]
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class EncodeSummary:
+    """What a run did (its shard's part)."""
+
+    inputs: int  #: inputs of this shard
+    written: int  #: outputs encoded and written by this run
+    reused: int  #: complete outputs of an earlier run, checked and kept
+    failed: int  #: inputs that could not be encoded (see the manifest's reasons)
+    bytes: int  #: size of all this shard's outputs
+    mean_bpp: float  #: mean bits per pixel over this shard's outputs (0 if none)
+    seconds: float
+    manifest: str  #: the manifest path
+    merged: bool  #: whether the manifest was written (all shards done)
+    shard: Shard
+
+    @property
+    def images_per_second(self) -> float:
+        """Outputs written per second of this run."""
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Stopped(Exception):
+    """Raised in a stage when the run is being stopped."""
+
+
+@dataclass
+class _Decoded:
+    item: Item
+    source_sha256: str
+    image: np.ndarray
+
+
+_END = object()
+
+
+class _Run:
+    """The threads and queues of one run (see the module doc)."""
+
+    def __init__(self, job: dict[str, Any], items: list[Item], previous: dict, journal) -> None:
+        self.job, self.items, self.previous, self.journal = job, items, previous, journal
+        self.settings = job["settings"]
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        threads = job["threads"] or cpu_count()
+        self.chunk = threads
+        self.decoded: queue.Queue = queue.Queue(maxsize=4 * job["workers"])
+        self.ready: queue.Queue = queue.Queue(maxsize=3 * threads)
+        self.results: queue.Queue = queue.Queue()
+        npp = job["npp"]
+        self.window = 4 * npp.batch + 2 * threads if npp is not None else 0
+
+    # ---- plumbing ------------------------------------------------------------------
+
+    def _put(self, q: queue.Queue, value: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                q.put(value, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def _get(self, q: queue.Queue, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+        raise _Stopped
+
+    def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        def body() -> None:
+            try:
+                target()
+            except _Stopped:
+                pass
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                if self.error is None:
+                    self.error = e
+                self.stop.set()
+
+        t = threading.Thread(target=body, name=name, daemon=True)
+        t.start()
+        return t
+
+    def _out_path(self, item: Item) -> str:
+        return os.path.join(self.job["output_root"], *item.output.split("/"))
+
+    # ---- stage 1: read ---------------------------------------------------------------
+
+    def _read(self, item: Item) -> Any:
+        src = os.path.join(self.job["input_root"], *item.source.split("/"))
+        try:
+            data = read_source(src)
+        except InputError as e:
+            return make_record(item, self.settings, reason=str(e)), "failed"
+        digest = sha256(data)
+        out = self._out_path(item)
+        for rec in self.previous.get(item.source, ()):
+            again = reusable(rec, item, self.settings, digest, out)
+            if again is None:
+                continue
+            if self.job["verify"] and verify_output(out, again["height"], again["width"]):
+                break  # a stored output that no longer decodes: redo it
+            return again, "reused"
+        try:
+            image = decode_source(data)
+        except InputError as e:
+            return make_record(item, self.settings, reason=str(e), source_sha256=digest), "failed"
+        return _Decoded(item, digest, image)
+
+    def _feed(self, pool: concurrent.futures.Executor) -> None:
+        limit = 2 * self.job["workers"] + 2
+        pending: collections.deque = collections.deque()
+
+        def hand_on(result: Any) -> None:
+            if isinstance(result, _Decoded):
+                self._put(self.decoded if self.job["npp"] else self.ready, result)
+            else:
+                self.results.put(result)
+
+        for item in self.items:
+            if self.stop.is_set():
+                raise _Stopped
+            pending.append(pool.submit(self._read, item))
+            while len(pending) >= limit:
+                hand_on(pending.popleft().result())
+        while pending:
+            hand_on(pending.popleft().result())
+        self._put(self.decoded if self.job["npp"] else self.ready, _END)
+
+    # ---- stage 2: NPP ----------------------------------------------------------------
+
+    def _preprocess(self) -> None:
+        npp = self.job["npp"]
+        groups: dict[tuple[int, int], list[_Decoded]] = {}
+
+        def run(key: tuple[int, int], n: int) -> None:
+            batch = groups[key][:n]
+            del groups[key][:n]
+            if not groups[key]:
+                del groups[key]
+            outs = npp.run([d.image for d in batch])
+            for d, out in zip(batch, outs, strict=True):
+                self._put(self.ready, _Decoded(d.item, d.source_sha256, out))
+
+        def largest() -> tuple[int, int]:
+            return max(groups, key=lambda k: len(groups[k]))
+
+        while True:
+            try:
+                d = self._get(self.decoded, timeout=0.02)
+            except queue.Empty:
+                d = None
+            if d is _END:
+                while groups:
+                    key = largest()
+                    run(key, min(npp.batch, len(groups[key])))
+                self._put(self.ready, _END)
+                return
+            if d is not None:
+                key = npp.group_key(*d.image.shape[:2])
+                groups.setdefault(key, []).append(d)
+                if len(groups[key]) >= npp.batch:
+                    run(key, npp.batch)
+                    continue
+            pending = sum(len(g) for g in groups.values())
+            # A partial batch runs when the encoders are about to run dry, or to bound memory.
+            if pending and (pending > self.window or self.ready.qsize() < self.chunk):
+                key = largest()
+                run(key, min(npp.batch, len(groups[key])))
+
+    # ---- stage 3: encode and write ---------------------------------------------------
+
+    def _encode_chunk(self, chunk: list[_Decoded]) -> list[bytes | str]:
+        """The files of a chunk; a string in place of a file is why that image failed."""
+        opts, qp, threads = self.job["options"], self.job["qp"], self.job["threads"]
+        images = [d.image for d in chunk]
+        try:
+            return list(bpg.encode_batch(images, qp, threads=threads, **opts.kwargs()))
+        except ValueError:  # one bad image fails the call: find it
+            out: list[bytes | str] = []
+            for im in images:
+                try:
+                    out.append(bpg.encode(im, qp, **opts.kwargs()))
+                except ValueError as e:
+                    out.append(f"cannot encode: {e}")
+            return out
+
+    def _write(self, d: _Decoded, data: bytes) -> str:
+        """Write one output atomically; returns its path. A failure stops the run."""
+        path = self._out_path(d.item)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_atomic(path, data)
+        except OSError as e:
+            raise output_error(path, e) from e
+        return path
+
+    def _verify(self, paths: list[str], chunk: list[_Decoded]) -> list[str]:
+        """Decode the written files on the codec's pool; per file "" or why it is wrong."""
+        try:
+            datas = []
+            for p in paths:
+                with open(p, "rb") as f:
+                    datas.append(f.read())
+            decoded = bpg.decode_batch(datas, threads=self.job["threads"], verify=True)
+        except (OSError, ValueError):  # find which one
+            return [verify_output(p, *d.image.shape[:2]) for p, d in zip(paths, chunk, strict=True)]
+        return [
+            "" if a.shape[:2] == d.image.shape[:2] else verify_output(p, *d.image.shape[:2])
+            for p, a, d in zip(paths, decoded, chunk, strict=True)
+        ]
+
+    def _encode(self) -> None:
+        while True:
+            first = self._get(self.ready)
+            if first is _END:
+                self._put(self.ready, _END)  # for the other driver
+                return
+            chunk, end = [first], False
+            while len(chunk) < self.chunk:
+                try:
+                    d = self.ready.get_nowait()
+                except queue.Empty:
+                    break
+                if d is _END:
+                    end = True
+                    break
+                chunk.append(d)
+            files = self._encode_chunk(chunk)
+            if self.stop.is_set():
+                raise _Stopped
+            good = [(d, f) for d, f in zip(chunk, files, strict=True) if isinstance(f, bytes)]
+            for d, f in zip(chunk, files, strict=True):
+                if isinstance(f, str):
+                    rec = make_record(
+                        d.item, self.settings, reason=f, source_sha256=d.source_sha256
+                    )
+                    self.results.put((rec, "failed"))
+            paths = []
+            for d, data in good:
+                if self.stop.is_set():
+                    raise _Stopped
+                paths.append(self._write(d, data))
+            checks = self._verify(paths, [d for d, _ in good]) if self.job["verify"] else None
+            for i, (d, data) in enumerate(good):
+                reason = checks[i] if checks else ""
+                if reason:
+                    os.unlink(paths[i])
+                    rec = make_record(
+                        d.item, self.settings, reason=reason, source_sha256=d.source_sha256
+                    )
+                    self.results.put((rec, "failed"))
+                    continue
+                h, w = d.image.shape[:2]
+                rec = make_record(
+                    d.item, self.settings, height=h, width=w, nbytes=len(data),
+                    source_sha256=d.source_sha256, output_sha256=sha256(data),
+                )  # fmt: skip
+                self.journal.append(rec)
+                self.results.put((rec, "written"))
+            if end:
+                self._put(self.ready, _END)
+                return
+
+    # ---- main ------------------------------------------------------------------------
+
+    def execute(self, progress: Progress) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Run every stage; returns the records and counts by kind (written/reused/failed)."""
+        counts = {"written": 0, "reused": 0, "failed": 0}
+        records: list[dict[str, Any]] = []
+        pool = concurrent.futures.ThreadPoolExecutor(self.job["workers"], "npp-ext-read")
+        threads = [self._thread(lambda: self._feed(pool), "npp-ext-feed")]
+        if self.job["npp"] is not None:
+            threads.append(self._thread(self._preprocess, "npp-ext-npp"))
+        threads += [self._thread(self._encode, f"npp-ext-encode-{i}") for i in range(2)]
+        try:
+            while len(records) < len(self.items):
+                try:
+                    rec, kind = self._get(self.results)
+                except _Stopped:
+                    break
+                records.append(rec)
+                counts[kind] += 1
+                if kind == "reused":  # the old record's file may be gone after this run
+                    self.journal.append(rec, sync=False)
+                if kind == "failed":
+                    progress.message(f"npp-ext: failed: {rec['source']}: {rec['reason']}")
+                progress.advance(failed=kind == "failed")
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self.error is not None:
+            raise self.error
+        return records, counts
+
+
+def _settings(qp: int, options: EncodeOptions, npp: Any) -> dict[str, Any]:
+    return {
+        "qp": qp,
+        "level": options.level,
+        "chroma": options.chroma,
+        "x265_params": options.x265_params,
+        "npp_sha256": npp.sha256 if npp is not None else None,
+        "npp_batch": npp.batch if npp is not None else None,
+        "npp_device": npp.device_type if npp is not None else None,
+    }
+
+
+def encode_collection(
+    input_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    qp: int,
+    options: EncodeOptions | None = None,
+    npp: Any = None,
+    threads: int | None = None,
+    workers: int | None = None,
+    verify: bool = False,
+    manifest: str | os.PathLike[str] | None = None,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> EncodeSummary:
+    """Encode every image under ``input_dir`` to ``.bpg`` under ``output_dir`` (mirrored).
+
+    ``npp``: an :class:`~npp_ext.collection.npp_stage.NPPRunner` to preprocess with, or
+    None for plain BPG. ``threads``: codec workers (None/0: one per core); ``workers``:
+    threads reading and decoding inputs (None: ``min(8, cores)``). ``manifest``: its path
+    (default ``output_dir/manifest.jsonl``). ``shard``: this process's part of the job.
+    Resumes a previous run of the same job: complete outputs are checked and kept. Raises
+    OSError when outputs cannot be written; failed inputs are counted, not raised.
+    """
+    qp = check_qp(qp)
+    options = options or EncodeOptions()
+    threads = check_threads(threads)
+    workers = min(8, cpu_count()) if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    shard = shard or Shard()
+    input_root = os.path.abspath(os.fspath(input_dir))
+    output_root = os.path.abspath(os.fspath(output_dir))
+    if not os.path.isdir(input_root):
+        raise ValueError(f"input folder {input_root!r} does not exist or is not a folder")
+    if os.path.exists(output_root) and not os.path.isdir(output_root):
+        raise ValueError(f"output {output_root!r} exists and is not a folder")
+    manifest = os.path.abspath(os.fspath(manifest or os.path.join(output_root, "manifest.jsonl")))
+
+    t0 = time.monotonic()
+    sources = find_files(input_root, image_extensions(), exclude=[output_root])
+    plan = plan_outputs(sources, ".bpg")
+    mine = [it for it in plan if shard.owns(it.source)]
+    settings = _settings(qp, options, npp)
+    key = mf.run_key(settings, shard.count, sources)
+    try:
+        os.makedirs(output_root, exist_ok=True)
+    except OSError as e:
+        raise output_error(output_root, e) from e
+    remove_stale_temporaries(output_root, [it.output for it in mine])
+    mf.remove_stale_temporaries(manifest, shard)
+    previous = mf.read_records(manifest)
+    try:
+        os.unlink(mf.shard_file(manifest, shard))  # this shard is not done any more
+    except FileNotFoundError:
+        pass
+    journal = mf.Journal(mf.journal_file(manifest, shard))
+    job = dict(
+        input_root=input_root, output_root=output_root, qp=qp, options=options, npp=npp,
+        threads=threads, workers=workers, verify=verify, settings=settings,
+    )  # fmt: skip
+    label = "encode" if shard.count == 1 else f"encode {shard}"
+    bar = Progress(len(mine), label, enabled=progress)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="BPG: the alpha channel")
+            records, counts = _Run(job, mine, previous, journal).execute(bar)
+    finally:
+        bar.close()
+        journal.close()
+    mf.write_shard(manifest, shard, key, records)
+    journal.remove()
+    merged = mf.merge(manifest, shard.count, key)
+    ok = [r for r in records if r["status"] == "ok"]
+    return EncodeSummary(
+        inputs=len(mine), written=counts["written"], reused=counts["reused"],
+        failed=counts["failed"], bytes=sum(r["bytes"] for r in ok),
+        mean_bpp=float(np.mean([r["bpp"] for r in ok])) if ok else 0.0,
+        seconds=time.monotonic() - t0, manifest=manifest, merged=merged, shard=shard,
+    )  # fmt: skip
