@@ -28,6 +28,7 @@ from npp_ext.cli import main
 from npp_ext.collection import Shard, manifest, shard_from
 from npp_ext.collection.discovery import plan_outputs
 from npp_ext.collection.progress import Progress
+from npp_ext.options import EncodeOptions
 
 QP, LEVEL = 34, 3
 ARGS = ["-q", str(QP), "-m", str(LEVEL), "--no-progress"]
@@ -276,7 +277,7 @@ def test_an_unwritable_output_stops_the_run_with_a_clear_message(collection, tmp
     (out / "sub" / "deeper").write_text("a file where the run needs a folder")
     assert main(["encode", str(collection), str(out), *ARGS]) == 1
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("npp-ext: error: cannot write ") and "sub/deeper/f.bpg" in last
+    assert last.startswith("npp-ext: error: cannot write ") and "/sub/deeper/" in last
     assert "a file is in the way" in last
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
     blocked = tmp_path / "a_file"
@@ -449,3 +450,25 @@ def test_folder_options_are_checked(collection, tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
     assert main(["encode", str(collection), str(png), *ARGS]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_the_memory_budget_bounds_decoded_pixels(collection, tmp_path, monkeypatch):
+    from npp_ext.collection import encode_collection, pipeline
+
+    peaks = []
+    real_acquire = pipeline._Budget.acquire
+
+    def acquire(self, n):
+        real_acquire(self, n)
+        peaks.append(self.used)
+
+    monkeypatch.setattr(pipeline._Budget, "acquire", acquire)
+    ref, tight = tmp_path / "ref", tmp_path / "tight"
+    main(["encode", str(collection), str(ref), *ARGS])
+    peaks.clear()
+    s = encode_collection(collection, tight, qp=QP, options=EncodeOptions(level=LEVEL),
+                          memory_budget=1, progress=False)  # fmt: skip
+    assert (s.written, s.failed) == (9, 3)
+    largest = max(h * w * 3 for _, (h, w) in GOOD)
+    assert len(peaks) == 9 + 1 and max(peaks) <= largest  # one image at a time
+    assert _tree(tight) == _tree(ref)

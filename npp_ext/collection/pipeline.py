@@ -25,7 +25,6 @@ for a resume.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import os
 import queue
@@ -33,6 +32,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,28 @@ class _Decoded:
     item: Item
     source_sha256: str
     image: np.ndarray
+    cost: int  #: bytes of the memory budget it holds until written
+
+
+class _Budget:
+    """Bytes of decoded pixels alive in the pipeline, capped (one image always fits)."""
+
+    def __init__(self, limit: int, stop: threading.Event) -> None:
+        self.limit, self.used, self.stop = limit, 0, stop
+        self._cv = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cv:
+            while self.used > 0 and self.used + n > self.limit:
+                if self.stop.is_set():
+                    raise _Stopped
+                self._cv.wait(0.1)
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self._cv:
+            self.used -= n
+            self._cv.notify_all()
 
 
 _END = object()
@@ -123,6 +145,7 @@ class _Run:
         self.results: queue.Queue = queue.Queue()
         npp = job["npp"]
         self.window = 4 * npp.batch + 2 * threads if npp is not None else 0
+        self.budget = _Budget(job["memory_budget"], self.stop)
 
     # ---- plumbing ------------------------------------------------------------------
 
@@ -180,15 +203,25 @@ class _Run:
             if self.job["verify"] and verify_output(out, again["height"], again["width"]):
                 break  # a stored output that no longer decodes: redo it
             return again, "reused"
+        held = []
+
+        def reserve(height: int, width: int) -> None:
+            self.budget.acquire(height * width * 3)
+            held.append(height * width * 3)
+
         try:
-            image = decode_source(data)
+            image = decode_source(data, reserve)
         except InputError as e:
+            for n in held:
+                self.budget.release(n)
             return make_record(item, self.settings, reason=str(e), source_sha256=digest), "failed"
-        return _Decoded(item, digest, image)
+        return _Decoded(item, digest, image, sum(held))
 
     def _feed(self, pool: concurrent.futures.Executor) -> None:
+        # Results are handed on as they come, not in order: a read waiting for the memory
+        # budget must not hold up finished ones (they hold budget the encoders must free).
         limit = 2 * self.job["workers"] + 2
-        pending: collections.deque = collections.deque()
+        pending: set = set()
 
         def hand_on(result: Any) -> None:
             if isinstance(result, _Decoded):
@@ -196,14 +229,20 @@ class _Run:
             else:
                 self.results.put(result)
 
+        def hand_on_some() -> set:
+            done, left = concurrent.futures.wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                hand_on(f.result())
+            return left
+
         for item in self.items:
             if self.stop.is_set():
                 raise _Stopped
-            pending.append(pool.submit(self._read, item))
+            pending.add(pool.submit(self._read, item))
             while len(pending) >= limit:
-                hand_on(pending.popleft().result())
+                pending = hand_on_some()
         while pending:
-            hand_on(pending.popleft().result())
+            pending = hand_on_some()
         self._put(self.decoded if self.job["npp"] else self.ready, _END)
 
     # ---- stage 2: NPP ----------------------------------------------------------------
@@ -219,7 +258,7 @@ class _Run:
                 del groups[key]
             outs = npp.run([d.image for d in batch])
             for d, out in zip(batch, outs, strict=True):
-                self._put(self.ready, _Decoded(d.item, d.source_sha256, out))
+                self._put(self.ready, _Decoded(d.item, d.source_sha256, out, d.cost))
 
         def largest() -> tuple[int, int]:
             return max(groups, key=lambda k: len(groups[k]))
@@ -337,6 +376,8 @@ class _Run:
                 )  # fmt: skip
                 self.journal.append(rec)
                 self.results.put((rec, "written"))
+            for d in chunk:
+                self.budget.release(d.cost)
             if end:
                 self._put(self.ready, _END)
                 return
@@ -403,6 +444,7 @@ def encode_collection(
     manifest: str | os.PathLike[str] | None = None,
     shard: Shard | None = None,
     progress: bool = True,
+    memory_budget: int = 4 << 30,
 ) -> EncodeSummary:
     """Encode every image under ``input_dir`` to ``.bpg`` under ``output_dir`` (mirrored).
 
@@ -410,6 +452,7 @@ def encode_collection(
     None for plain BPG. ``threads``: codec workers (None/0: one per core); ``workers``:
     threads reading and decoding inputs (None: ``min(8, cores)``). ``manifest``: its path
     (default ``output_dir/manifest.jsonl``). ``shard``: this process's part of the job.
+    ``memory_budget``: bytes of decoded pixels held at once (reads wait beyond it).
     Resumes a previous run of the same job: complete outputs are checked and kept. Raises
     OSError when outputs cannot be written; failed inputs are counted, not raised.
     """
@@ -449,6 +492,7 @@ def encode_collection(
     job = dict(
         input_root=input_root, output_root=output_root, qp=qp, options=options, npp=npp,
         threads=threads, workers=workers, verify=verify, settings=settings,
+        memory_budget=memory_budget,
     )  # fmt: skip
     label = "encode" if shard.count == 1 else f"encode {shard}"
     bar = Progress(len(mine), label, enabled=progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -67,8 +67,12 @@ def read_source(path: str) -> bytes:
     return data
 
 
-def decode_source(data: bytes) -> np.ndarray:
-    """An image file's bytes as (H, W, 3) uint8 RGB (Pillow; sizes checked before pixels)."""
+def decode_source(data: bytes, reserve: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """An image file's bytes as (H, W, 3) uint8 RGB (Pillow; sizes checked before pixels).
+
+    ``reserve(height, width)`` is called once the size is known, before any pixel is
+    decoded (the pipeline's memory budget waits there).
+    """
     from PIL import Image
 
     from .._images import pil_rgb
@@ -77,6 +81,8 @@ def decode_source(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             check_image_size(im.height, im.width)
+            if reserve is not None:
+                reserve(im.height, im.width)
             return np.array(pil_rgb(im), order="C")  # writable: torch takes it as it is
     except Image.UnidentifiedImageError as e:
         raise InputError("not an image Pillow can read") from e
