@@ -26,6 +26,8 @@ __all__ = [
 
 #: Exit status of a run that finished with some inputs failed (2 is argparse's).
 EXIT_SOME_FAILED = 3
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 
 
 def add_encode_options(p: argparse.ArgumentParser) -> None:
@@ -111,11 +113,15 @@ def encode(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.input):
         return _encode_file(args, qp, opts)
     shard = shard_from(args.shard)
-    s = encode_collection(
-        args.input, args.output, qp=qp, options=opts, npp=_npp_runner(args, qp, opts),
-        threads=args.threads, workers=args.workers, verify=args.verify,
-        manifest=args.manifest, shard=shard, progress=not args.no_progress,
-    )  # fmt: skip
+    try:
+        s = encode_collection(
+            args.input, args.output, qp=qp, options=opts, npp=_npp_runner(args, qp, opts),
+            threads=args.threads, workers=args.workers, verify=args.verify,
+            manifest=args.manifest, shard=shard, progress=not args.no_progress,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print("npp-ext: interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     part = "" if shard.count == 1 else f"shard {shard}: "
     print(
         f"{part}{s.inputs} images: {s.written} encoded, {s.reused} already done, "

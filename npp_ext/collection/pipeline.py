@@ -94,8 +94,9 @@ class EncodeSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Stopped(Exception):
-    """Raised in a stage when the run is being stopped."""
+class _Stopped(BaseException):
+    """Raised in a stage when the run is being stopped (a BaseException, so that the
+    handlers of an input's own errors let it through)."""
 
 
 @dataclass
