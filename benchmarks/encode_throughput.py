@@ -217,7 +217,7 @@ def run_steady(spec: dict[str, Any], cores: list[int], args: argparse.Namespace)
             best = r
         if r["foreign"] <= args.max_foreign:
             break
-        log(f"  disturbed ({r['foreign']:.2f} cores of other load), again")
+        log(f"  disturbed ({r['foreign']:.2f} cores of other load)")
         shutil.rmtree(spec["output"], ignore_errors=True)
     return best
 

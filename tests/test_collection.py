@@ -168,8 +168,11 @@ def test_rerun_reuses_complete_outputs_and_redoes_damaged_ones(collection, tmp_p
     assert "9 encoded, 0 already done" in capsys.readouterr().out
 
 
-def _kill_midway(cmd: list[str], out: Path, total: int) -> int:
-    """Start cmd, SIGKILL it once a few outputs exist; returns how many existed then."""
+def _stop_midway(cmd: list[str], out: Path, total: int, sig: int, keep: bool = False):
+    """Start cmd and send it ``sig`` once a third of the outputs exist.
+
+    Returns how many outputs existed after it ended, or (``keep``) the finished process.
+    """
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
@@ -178,34 +181,57 @@ def _kill_midway(cmd: list[str], out: Path, total: int) -> int:
             if done >= total // 3:
                 break
             time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
     finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+        proc.wait(timeout=240)
+    if keep:
+        return proc
+    assert proc.returncode == -sig, proc.stderr.read().decode()
     return len(list(out.rglob("*.bpg")))
 
 
-def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path, photo_crop):
+SLOW = ["-q", "30", "-m", "8", "--threads", "1", "--no-progress"]  # ~20 images/s here
+
+
+@pytest.fixture
+def thirty(tmp_path, photo_crop):
+    """30 photo crops of about 150x180 in 3 folders, and the output of one run (level 8)."""
     src = tmp_path / "in"
-    total = 30
-    for i in range(total):
+    for i in range(30):
         p = src / f"d{i % 3}" / f"img{i:02d}.png"
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(photo_crop(150 + 7 * (i % 5), 180 - 5 * (i % 4), index=i)).save(p)
-    settings = ["-q", "30", "-m", "8", "--threads", "1", "--no-progress"]
-    ref, out = tmp_path / "ref", tmp_path / "out"
-    assert main(["encode", str(src), str(ref), *settings]) == 0
-    cmd = [sys.executable, "-m", "npp_ext", "encode", str(src), str(out), *settings]
-    done_at_kill = _kill_midway(cmd, out, total)
-    print(f"outputs when killed: {done_at_kill} of {total}")
-    assert 0 < done_at_kill < total  # the kill really came mid-way
+    ref = tmp_path / "ref"
+    assert main(["encode", str(src), str(ref), *SLOW]) == 0
+    return src, ref
+
+
+def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path, thirty):
+    src, ref = thirty
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "npp_ext", "encode", str(src), str(out), *SLOW]
+    done_at_kill = _stop_midway(cmd, out, 30, signal.SIGKILL)
+    print(f"outputs when killed: {done_at_kill} of 30")
+    assert 0 < done_at_kill < 30  # the kill really came mid-way
     assert not (out / "manifest.jsonl").exists()
     proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "already done" in proc.stdout
-    reused = int(proc.stdout.split(" encoded, ")[1].split(" already")[0])
+    encoded, reused, _ = _counts(proc.stdout)
     assert reused >= done_at_kill - 2  # at most the ones whose journal line was not written
     assert _tree(out) == _tree(ref)  # outputs, manifest and shard file: every byte
+
+
+def test_ctrl_c_stops_with_a_message_and_the_run_resumes(tmp_path, thirty):
+    src, ref = thirty
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "npp_ext", "encode", str(src), str(out), *SLOW]
+    proc = _stop_midway(cmd, out, 30, signal.SIGINT, keep=True)
+    assert proc.returncode == 130
+    assert len(list(out.rglob("*.bpg"))) < 30  # it stopped mid-way
+    assert "interrupted: run the same command again to resume" in proc.stderr.read().decode()
+    assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
+    assert main(["encode", str(src), str(out), *SLOW]) == 0
+    assert _tree(out) == _tree(ref)
 
 
 def test_shards_merge_into_exactly_the_manifest_of_one_run(collection, tmp_path, monkeypatch):
