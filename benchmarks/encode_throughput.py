@@ -12,9 +12,14 @@ Then it runs the collection encoder (``npp_ext.collection.encode_collection``, w
 * with an NPP (an untrained ``NPP()`` saved as a checkpoint, or ``--npp CKPT``) on
   ``--device`` with all cores, for ``--npp-count`` images (the NPP is very slow on a CPU).
 
+* with ``--modes ...,codec``: the bare codec, ``bpg.encode_batch`` on the already decoded
+  pixels (no reading, no writing), the yardstick of the pipeline's own cost.
+
 Each run writes into an empty folder; its time is the run's own (discovery, reading,
 NPP, encoding, writing, manifest), not the process start or the NPP's loading. MB/s
-counts the source files' bytes; RGB MB/s counts decoded pixels (3 bytes each).
+counts the source files' bytes; RGB MB/s counts decoded pixels (3 bytes each). CPU
+ms/image is the process's CPU time per image (all threads), which other load on the
+machine barely changes; "other load" is the CPU other processes used during the run.
 
 Targets (PASS/MISS; the exit code is 0 unless the benchmark itself cannot run):
 
@@ -25,7 +30,7 @@ Targets (PASS/MISS; the exit code is 0 unless the benchmark itself cannot run):
 Usage:
   PYTHONPATH=. python benchmarks/encode_throughput.py [--count 1000] [--level 8] [--qp 34]
       [--device cpu|cuda] [--npp CKPT] [--npp-count N] [--batch B] [--cores 1,16]
-      [--data DIR] [--modes plain,npp] [--json out.json] [--retries 2] [--max-foreign 0.3]
+      [--data DIR] [--modes plain,codec,npp] [--json out.json] [--retries 2] [--max-foreign 0.3]
 """
 
 from __future__ import annotations
@@ -145,21 +150,41 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     for p in files:
         with Image.open(p) as im:
             pixels += im.width * im.height
-    s = encode_collection(
-        spec["input"], spec["output"], qp=spec["qp"], options=opts, npp=npp,
-        threads=cores, workers=min(8, cores), progress=False,
-    )  # fmt: skip
-    if s.failed or s.written != len(files):
-        raise RuntimeError(f"run did not encode every image: {s}")
+    cpu0 = cpu_seconds()
+    if spec.get("codec_only"):  # the bare codec on the decoded pixels, for comparison
+        from npp_ext import bpg
+
+        images = [bpg.read_image(p) for p in files]
+        t0, cpu0 = time.monotonic(), cpu_seconds()
+        datas = bpg.encode_batch(images, spec["qp"], threads=cores, **opts.kwargs())
+        seconds = time.monotonic() - t0
+        n, bpp = len(datas), float(np.mean([len(d) * 8 / im[..., 0].size for d, im in
+                                             zip(datas, images, strict=True)]))  # fmt: skip
+    else:
+        s = encode_collection(
+            spec["input"], spec["output"], qp=spec["qp"], options=opts, npp=npp,
+            threads=cores, workers=min(8, cores), progress=False,
+        )  # fmt: skip
+        if s.failed or s.written != len(files):
+            raise RuntimeError(f"run did not encode every image: {s}")
+        n, seconds, bpp = s.written, s.seconds, s.mean_bpp
+    cpu = cpu_seconds() - cpu0
     return {
         "cores": cores,
-        "images": s.written,
-        "seconds": s.seconds,
-        "images_per_s": s.written / s.seconds,
-        "src_mb_per_s": src_bytes / 1e6 / s.seconds,
-        "rgb_mb_per_s": pixels * 3 / 1e6 / s.seconds,
-        "mean_bpp": s.mean_bpp,
+        "images": n,
+        "seconds": seconds,
+        "cpu_ms_per_image": cpu * 1000 / n,
+        "images_per_s": n / seconds,
+        "src_mb_per_s": src_bytes / 1e6 / seconds,
+        "rgb_mb_per_s": pixels * 3 / 1e6 / seconds,
+        "mean_bpp": bpp,
     }
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def busy_seconds() -> float:
@@ -218,7 +243,8 @@ def run_steady(spec: dict[str, Any], cores: list[int], args: argparse.Namespace)
         if r["foreign"] <= args.max_foreign:
             break
         log(f"  disturbed ({r['foreign']:.2f} cores of other load)")
-        shutil.rmtree(spec["output"], ignore_errors=True)
+        if spec["output"]:
+            shutil.rmtree(spec["output"], ignore_errors=True)
     return best
 
 
@@ -278,6 +304,12 @@ def main() -> int:
             log(f"plain BPG, {k} core(s) ...")
             rows.append(dict(run_steady(spec, allowed[:k], args), mode="plain", device="-"))
             log(f"  {rows[-1]['images_per_s']:.2f} images/s")
+    if "codec" in modes:
+        for k in counts:
+            spec = dict(base, input=str(data), output="", codec_only=True)
+            log(f"bare codec (bpg.encode_batch on decoded pixels), {k} core(s) ...")
+            rows.append(dict(run_steady(spec, allowed[:k], args), mode="codec only", device="-"))
+            log(f"  {rows[-1]['images_per_s']:.2f} images/s")
     if "npp" in modes:
         ckpt = Path(args.npp) if args.npp else untrained_checkpoint(work / "npp.pt", args.level)
         n = args.npp_count or args.count
@@ -296,14 +328,14 @@ def main() -> int:
           f"{time.strftime('%Y-%m-%d')}, QP {args.qp}, level {args.level}")  # fmt: skip
     print(
         "\n| mode | NPP device | cores | images | images/s | MB/s (files) | MB/s (RGB) | bpp "
-        "| other load (cores) |"
+        "| CPU ms/image | other load (cores) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['mode']} | {r['device']} | {r['cores']} | {r['images']} | "
             f"{r['images_per_s']:.2f} | {r['src_mb_per_s']:.2f} | {r['rgb_mb_per_s']:.2f} | "
-            f"{r['mean_bpp']:.3f} | {r['foreign']:.2f} |"
+            f"{r['mean_bpp']:.3f} | {r['cpu_ms_per_image']:.0f} | {r['foreign']:.2f} |"
         )
     print(
         "\nother load: CPU that other processes used during the run, in cores; "
