@@ -21,8 +21,8 @@ _WHERE = {
     "shard_from": "discovery",
     "FIELDS": "manifest",
     "merge": "manifest",
-    "EncodeSummary": "pipeline",
-    "encode_collection": "pipeline",
+    "EncodeSummary": "encode",
+    "encode_collection": "encode",
     "NPPRunner": "npp_stage",
 }
 

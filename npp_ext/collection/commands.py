@@ -106,7 +106,7 @@ def _encode_file(args: argparse.Namespace, qp: int, opts: EncodeOptions) -> int:
 def encode(args: argparse.Namespace) -> int:
     """Carry out ``npp-ext encode`` (a file, or a folder with everything under it)."""
     from .discovery import shard_from
-    from .pipeline import encode_collection
+    from .encode import encode_collection
 
     qp = check_qp(args.qp)  # settings first, before any file is read
     opts = EncodeOptions(chroma=args.chroma, level=args.level)
