@@ -187,18 +187,27 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (/proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+def busy_seconds(cpus: list[int] | None = None) -> float:
+    """CPU seconds spent busy since boot (/proc/stat): on ``cpus``, or the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if cpus is None and name != "cpu":
+            continue
+        if cpus is not None and name not in {f"cpu{c}" for c in cpus}:
+            continue
+        fields = [int(v) for v in values[:8]]
+        total += (sum(fields) - fields[3] - fields[4]) / tick  # minus idle and iowait
+    return total
 
 
 def run_child(spec: dict[str, Any], cores: list[int]) -> dict[str, Any]:
     """``measure(spec)`` in a fresh interpreter pinned to ``cores``.
 
     Also returns ``foreign``: the cores' worth of CPU that other processes used meanwhile
-    (the machine's busy time minus the child's own, over the wall time).
+    on the cores the child was pinned to (their busy time minus the child's own, over the
+    wall time).
     """
     code = (
         f"import json, os, sys; os.sched_setaffinity(0, {set(cores)}); "
@@ -208,11 +217,11 @@ def run_child(spec: dict[str, Any], cores: list[int]) -> dict[str, Any]:
     env = dict(os.environ, OMP_NUM_THREADS=str(len(cores)))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy0, t0 = busy_seconds(), time.monotonic()
+    busy0, t0 = busy_seconds(cores), time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, env=env
     )
-    wall, busy = time.monotonic() - t0, busy_seconds() - busy0
+    wall, busy = time.monotonic() - t0, busy_seconds(cores) - busy0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
@@ -338,8 +347,8 @@ def main() -> int:
             f"{r['mean_bpp']:.3f} | {r['cpu_ms_per_image']:.0f} | {r['foreign']:.2f} |"
         )
     print(
-        "\nother load: CPU that other processes used during the run, in cores; "
-        "above ~0.2 the rate is a lower bound."
+        "\nother load: CPU that other processes used on the run's cores during the run, in "
+        "cores; above ~0.2 the rate is a lower bound."
     )
     print("\n| target | measured | result |\n|---|---|---|")
     plain = {(r["cores"], r["images"]): r for r in rows if r["mode"] == "plain"}
