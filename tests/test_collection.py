@@ -260,6 +260,20 @@ def test_shards_merge_into_exactly_the_manifest_of_one_run(collection, tmp_path,
     assert collection_main(["merge", str(split / "manifest.jsonl"), "4"]) == 1
 
 
+def test_under_torchrun_each_rank_takes_its_shard(collection, tmp_path):
+    pytest.importorskip("torch.distributed.run")
+    for rel in BAD:  # a failed input makes a rank exit 3, which torchrun reports as a failure
+        (collection / rel).unlink()
+    one, ranks = tmp_path / "one", tmp_path / "ranks"
+    assert main(["encode", str(collection), str(one), *ARGS]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "npp_ext", "encode", str(collection), str(ranks), *ARGS]  # fmt: skip
+    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "shard 0/2" in proc.stdout and "shard 1/2" in proc.stdout
+    assert _bpg_and_manifest(ranks) == _bpg_and_manifest(one)
+
+
 def test_shards_partition_the_inputs_and_disagreements_are_refused():
     sources = [f"dir{i % 7}/file{i}.png" for i in range(500)]
     owners = [[s for s in sources if Shard(i, 4).owns(s)] for i in range(4)]
