@@ -13,7 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"bpg", "ops", "models", "autograd", "options"}
+_LAZY_MODULES = {"bpg", "ops", "models", "autograd", "options", "collection"}
 _LAZY_ATTRS = {"BPGProxyFn": "autograd", "BPGProxy": "autograd", "bpg_proxy": "autograd"}
 
 __all__ = sorted(_LAZY_MODULES | set(_LAZY_ATTRS) | {"register_bpg_opener"})

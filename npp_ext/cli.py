@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .collection import commands as collection_commands
 from .options import (
     CHROMA_DEFAULT,
     CHROMA_FORMATS,
@@ -135,18 +136,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     _level_arg(p, "--level")
     p.add_argument("--threads", type=int, default=None, help="workers (default: one per core)")
     _chroma_arg(p, "--chroma")
-    p = sub.add_parser("encode", help="encode an image file (PNG, JPEG, ...) to .bpg")
-    p.add_argument("input", help="any image Pillow reads")
-    p.add_argument("output", help="the .bpg file to write")
+    p = sub.add_parser(
+        "encode", help="encode an image (PNG, JPEG, ...) or a folder of them to .bpg",
+        description="Encode one image, or every image under a folder (mirrored into OUTPUT, "
+        "with a manifest; a rerun resumes). Exit status 3: some inputs failed.",
+    )  # fmt: skip
+    p.add_argument("input", help="any image Pillow reads, or a folder of them")
+    p.add_argument("output", help="the .bpg file to write, or the output folder")
     p.add_argument(
         "-q", "--qp", type=int, default=QP_DEFAULT,
         help=f"quantizer, {QP_MIN}..{QP_MAX} (default: {QP_DEFAULT})",
     )  # fmt: skip
     _level_arg(p, "-m", "--level")
     _chroma_arg(p, "-f", "--chroma")
-    p = sub.add_parser("decode", help="decode a .bpg file to PNG (or any format Pillow writes)")
-    p.add_argument("input", help="the .bpg file")
-    p.add_argument("output", help="the image to write; its extension picks the format")
+    collection_commands.add_encode_options(p)
+    p = sub.add_parser(
+        "decode", help="decode a .bpg file to PNG (or any format Pillow writes), or a folder"
+    )
+    p.add_argument("input", help="the .bpg file, or a folder of them")
+    p.add_argument(
+        "output", help="the image to write (its extension picks the format), or a folder of PNGs"
+    )
+    collection_commands.add_decode_options(p)
     p = sub.add_parser("info", help="print a .bpg file's header (the picture data is not read)")
     p.add_argument("input")
     args = parser.parse_args(argv)
@@ -163,11 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "codec-demo":
             return codec_demo(args.qp, args.level, args.threads, args.chroma)
         if args.command == "encode":
-            qp = check_qp(args.qp)  # settings first, before any file is read
-            opts = EncodeOptions(chroma=args.chroma, level=args.level)
-            _check_not_same_file(args.input, args.output)
-            n = bpg.write(args.output, bpg.read_image(args.input), qp, **opts.kwargs())
-            print(f"{args.output}: {n} bytes")
+            return collection_commands.encode(args)
+        elif args.command == "decode" and os.path.isdir(args.input):
+            return collection_commands.decode_folder(args)
         elif args.command == "decode":
             if args.output.lower().endswith(".bpg"):
                 raise ValueError("decode writes pixels: give a PNG (or other) output, not .bpg")
