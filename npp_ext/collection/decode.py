@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from .. import bpg
 from .._fileio import write_atomic
-from .discovery import Item, find_files, plan_outputs, remove_stale_temporaries
+from .discovery import (
+    Item,
+    check_workers,
+    find_files,
+    folder_roots,
+    plan_outputs,
+    remove_stale_temporaries,
+)
 from .pipeline import cpu_count
 from .progress import Progress
 from .records import output_error
@@ -59,15 +66,8 @@ def decode_collection(
     progress: bool = True,
 ) -> DecodeSummary:
     """Decode every ``.bpg`` under ``input_dir`` to a PNG under ``output_dir`` (mirrored)."""
-    workers = cpu_count() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    input_root = os.path.abspath(os.fspath(input_dir))
-    output_root = os.path.abspath(os.fspath(output_dir))
-    if not os.path.isdir(input_root):
-        raise ValueError(f"input folder {input_root!r} does not exist or is not a folder")
-    if os.path.exists(output_root) and not os.path.isdir(output_root):
-        raise ValueError(f"output {output_root!r} exists and is not a folder")
+    workers = check_workers(workers, cpu_count())
+    input_root, output_root = folder_roots(input_dir, output_dir)
     t0 = time.monotonic()
     items = plan_outputs(find_files(input_root, [".bpg"], exclude=[output_root]), ".png")
     os.makedirs(output_root, exist_ok=True)

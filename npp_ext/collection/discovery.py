@@ -106,6 +106,28 @@ def image_extensions() -> frozenset[str]:
     return frozenset(exts)
 
 
+def check_workers(workers: int | None, default: int) -> int:
+    """Reader threads: as asked, else ``default``; at least one."""
+    workers = default if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return workers
+
+
+def folder_roots(
+    input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str]
+) -> tuple[str, str]:
+    """Absolute (input, output) roots of a folder job: the input a folder, the output a
+    folder or nothing yet."""
+    input_root = os.path.abspath(os.fspath(input_dir))
+    output_root = os.path.abspath(os.fspath(output_dir))
+    if not os.path.isdir(input_root):
+        raise ValueError(f"input folder {input_root!r} does not exist or is not a folder")
+    if os.path.exists(output_root) and not os.path.isdir(output_root):
+        raise ValueError(f"output {output_root!r} exists and is not a folder")
+    return input_root, output_root
+
+
 def _is_inside(path: str, folder: str) -> bool:
     return os.path.commonpath([path, folder]) == folder
 

@@ -19,7 +19,9 @@ from ..options import EncodeOptions, check_qp, check_threads
 from . import manifest as mf
 from .discovery import (
     Shard,
+    check_workers,
     find_files,
+    folder_roots,
     image_extensions,
     plan_outputs,
     remove_stale_temporaries,
@@ -92,16 +94,9 @@ def encode_collection(
     qp = check_qp(qp)
     options = options or EncodeOptions()
     threads = check_threads(threads)
-    workers = min(8, cpu_count()) if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = check_workers(workers, min(8, cpu_count()))
     shard = shard or Shard()
-    input_root = os.path.abspath(os.fspath(input_dir))
-    output_root = os.path.abspath(os.fspath(output_dir))
-    if not os.path.isdir(input_root):
-        raise ValueError(f"input folder {input_root!r} does not exist or is not a folder")
-    if os.path.exists(output_root) and not os.path.isdir(output_root):
-        raise ValueError(f"output {output_root!r} exists and is not a folder")
+    input_root, output_root = folder_roots(input_dir, output_dir)
     manifest = os.path.abspath(os.fspath(manifest or os.path.join(output_root, "manifest.jsonl")))
 
     t0 = time.monotonic()
