@@ -270,3 +270,10 @@ def test_rate_matching_moves_lambda_in_bounded_steps():
             moved = table.log_lambda(q) - start.log_lambda(q)
             assert 0 < moved <= min(i * _MAX_STEP, _MAX_DRIFT) + 1e-9, (i, q, moved)
     assert set(rates) == set(points)
+
+
+def test_mixed_precision_steps_run(proxy_path, tmp_path):
+    trainer = _trainer(proxy_path, tmp_path, amp="bf16", batch=2, crop=32)
+    terms = trainer.train_step({"image": _crops(2, 32)})
+    assert all(np.isfinite(v) for v in terms.values())
+    assert all(p.dtype == torch.float32 for p in trainer.npp.parameters())
