@@ -3,21 +3,23 @@
 # (Ubuntu, torch + CUDA + nvcc + cmake + pybind11 + scikit-build-core installed, no
 # registry, no x265/libde265): unpack the Debian packages carried in .debs/, build the
 # package with CUDA, run the kernel and proxy-step benchmarks, then the CUDA tests
-# ("core", the default), or the training-step benchmarks ("train"), or both ("all").
+# ("core", the default), or the training-step benchmarks ("train"), or the folder
+# encoding benchmark ("encode"), or all of them ("all", which needs more than one
+# command's 600 s: run the parts one after another).
 #
 # Prepare here (Debian):  mkdir -p .debs && (cd .debs && apt-get download \
 #     libx265-199 libx265-dev libde265-0 libde265-dev libnuma1 \
 #     libpng16-16 libpng-dev zlib1g-dev)
 # (libpng and zlib only build bpgenc-npp/bpgdec-npp, the authors' pattern that
 # train_throughput.py compares with; without them that row says "not run".)
-# Run there (carry .debs): bash benchmarks/gpu_check.sh [core|train|all]  (logs under $OUT)
+# Run there (carry .debs): bash benchmarks/gpu_check.sh [core|train|encode|all]  (logs under $OUT)
 #
 # Everything runs in one go within GPU_CHECK_SECONDS (default 540 s, under the device's
 # 10-minute limit per command): each step's own limit is cut to what is left of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-core}
-case "$what" in core | train | all) ;; *) echo "usage: $0 [core|train|all]" >&2; exit 2 ;; esac
+case "$what" in core | train | encode | all) ;; *) echo "usage: $0 [core|train|encode|all]" >&2; exit 2 ;; esac
 out=${OUT:-/tmp/npp_ext_gpu}
 mkdir -p "$out"
 budget=${GPU_CHECK_SECONDS:-540}
@@ -72,7 +74,7 @@ step() {  # step NAME SECONDS COMMAND...: log to $out/NAME.txt, time and result 
 }
 pytest_gpu=(python3 -m pytest -q -rfE -p no:cacheprovider -o faulthandler_timeout=150)
 memory_test=$repo/tests/test_autograd.py::test_cuda_side_stream_and_steady_memory
-if [ "$what" != train ]; then
+if [ "$what" = core ] || [ "$what" = all ]; then
     step kernels 200 python3 "$repo/benchmarks/kernels.py" --device cuda
     step proxy_step 90 python3 "$repo/benchmarks/proxy_step.py" --device cuda
     step memory 60 "${pytest_gpu[@]}" "$memory_test"
@@ -80,7 +82,7 @@ if [ "$what" != train ]; then
     step tests 180 "${pytest_gpu[@]}" -m gpu -k "not test_cuda_side_stream_and_steady_memory" \
         "$repo/tests/test_ops.py" "$repo/tests/test_autograd.py" "$repo/tests/test_models.py"
 fi
-if [ "$what" != core ]; then
+if [ "$what" = train ] || [ "$what" = all ]; then
     # The tools for the authors' pattern in train_throughput.py (find_tools builds them there).
     step bench_tools 120 bash -c "cmake -S '$repo/third_party/libbpg' -B '$repo/build/bench-tools' \
         -G Ninja -DCMAKE_BUILD_TYPE=Release -DBPG_BUILD_TOOLS=ON -DBPG_BUILD_TESTS=OFF \
@@ -90,5 +92,10 @@ if [ "$what" != core ]; then
         --size 256 --level 8 --chunks 1 4 8 --profile
     step train_16 120 python3 "$repo/benchmarks/train_throughput.py" --device cuda --batch 16 \
         --size 256 --level 8 --chunks 1 4 8 --profile
+fi
+if [ "$what" = encode ] || [ "$what" = all ]; then
+    # 1,000 images of mixed sizes around 512x512, plain and through an NPP on the GPU.
+    step encode_1000 400 python3 "$repo/benchmarks/encode_throughput.py" --device cuda \
+        --count 1000 --level 8 --cores 1,16 --modes plain,npp
 fi
 exit $status
