@@ -28,7 +28,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _bpg
+try:
+    from . import _bpg
+except ImportError as e:  # most often: an unbuilt source tree shadows the installed package
+    raise ImportError(
+        f"npp_ext's codec module _bpg is not built in {os.path.dirname(__file__)}: install the "
+        "package (`pip install .`) and run from outside the repository root, where `python -m` "
+        "and `python -c` import the source tree ahead of the installed copy; or build in place "
+        "(README, 'Development build')"
+    ) from e
 from ._fileio import write_atomic
 from ._images import Output, from_rgb_u8, is_torch, output_named, pil_rgb, to_rgb_u8
 from .options import (

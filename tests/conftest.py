@@ -369,4 +369,7 @@ def child_env() -> dict[str, str]:
     import npp_ext
 
     root = str(Path(npp_ext.__file__).resolve().parents[1])
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    # `python -m` puts the working directory ahead of PYTHONPATH: from the repository root
+    # that is the source tree. PYTHONSAFEPATH (Python 3.11+) keeps it off sys.path.
+    return dict(os.environ, PYTHONPATH=path, PYTHONSAFEPATH="1")

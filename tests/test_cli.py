@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,22 @@ def test_codec_demo_prints_the_four_qps(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [m.groups() for ln in proc.stdout.splitlines() if (m := _ROW.match(ln))]
     assert [int(r[3]) for r in rows] == [22] * 3 + [29] * 3 + [37] * 3 + [47] * 3
+
+
+def test_an_unbuilt_source_tree_says_what_to_do(tmp_path):
+    # From a clean checkout's root `python -m npp_ext` imports the source tree, which holds no
+    # compiled modules: the error must say so, not just "cannot import name '_bpg'".
+    import shutil
+
+    import npp_ext
+
+    src = Path(npp_ext.__file__).parent
+    shutil.copytree(src, tmp_path / "npp_ext", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+    env = {k: v for k, v in child_env().items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "npp_ext", "info", "x.bpg"], capture_output=True, text=True,
+        timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "codec module _bpg is not built" in proc.stderr
+    assert "pip install ." in proc.stderr
