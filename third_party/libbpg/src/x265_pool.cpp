@@ -215,7 +215,11 @@ Pool *g_pool = nullptr; // never destroyed: encoders may outlive static teardown
 // A forked child has none of the threads each open x265 encoder runs, and a
 // lock may have been held by a parent thread: it gets a pool of its own and
 // leaks the parent's encoders (closing one would wait for its thread).
-void forget_encoders_in_child() { g_pool = new Pool(true); }
+void forget_encoders_in_child()
+{
+    forget_x265_records_in_child();
+    g_pool = new Pool(true);
+}
 
 Pool &pool()
 {
@@ -282,7 +286,7 @@ bool configure(const x265_api *api, x265_param *p, const X265Key &key, const Con
 }
 
 // Whether x265 opens an encoder for key in cfg with the extra parameters
-// `extra`. Only used to explain a failure: every open leaks in x265 3.5.
+// `extra`. Only used to explain a failure.
 bool opens_with(const x265_api *api, const X265Key &key, const Config &cfg,
                 const std::string &extra)
 {
@@ -292,10 +296,11 @@ bool opens_with(const x265_api *api, const X265Key &key, const Config &cfg,
     std::string ignored;
     bool ok = configure(api, p, key, cfg, extra, &ignored);
     if (ok) {
-        x265_encoder *enc = api->encoder_open(p);
+        X265Opened opened;
+        x265_encoder *enc = open_x265(api, p, &opened);
         ok = enc != nullptr;
         if (enc != nullptr)
-            api->encoder_close(enc);
+            close_x265(api, enc, opened);
     }
     api->param_free(p);
     return ok;
@@ -364,7 +369,7 @@ X265Encoder *Pool::open(const X265Key &key, const Config &cfg, std::string *err)
         }
         p->rc.lambdaFileName = lambda_path.c_str();
     }
-    e->enc = api->encoder_open(p);
+    e->enc = open_x265(api, p, &e->opened);
     if (!lambda_path.empty()) {
         p->rc.lambdaFileName = nullptr; // read during open only
         unlink(lambda_path.c_str());
@@ -494,7 +499,7 @@ X265Encoder::~X265Encoder()
     if (pic != nullptr)
         api->picture_free(pic);
     if (enc != nullptr)
-        api->encoder_close(enc);
+        close_x265(api, enc, opened);
     if (param != nullptr)
         api->param_free(param);
 }

@@ -17,6 +17,7 @@
 #include <x265.h>
 
 #include "format.h"
+#include "x265_open.h"
 
 namespace bpg
 {
@@ -38,6 +39,7 @@ struct X265Encoder {
     const x265_api *api = nullptr;
     x265_param *param = nullptr;
     x265_encoder *enc = nullptr;
+    X265Opened opened; // what close_x265 needs
     x265_picture *pic = nullptr;
     bool broken = false;   // set after a failed encode: closed instead of reused
     std::thread::id owner; // the thread that last used it
