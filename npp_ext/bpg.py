@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,6 +38,7 @@ except ImportError as e:  # most often: an unbuilt source tree shadows the insta
     ) from e
 from ._fileio import write_atomic
 from ._images import Output, from_rgb_u8, is_torch, output_named, pil_rgb, to_rgb_u8
+from ._info import BPGInfo, info_from_dict
 from .options import (
     CHROMA_DEFAULT,
     LEVEL_DEFAULT,
@@ -86,24 +86,6 @@ __all__ = [
     "write",
     "to_annexb",
 ]
-
-
-@dataclass(frozen=True)
-class BPGInfo:
-    """Header fields of a ``.bpg`` file."""
-
-    width: int
-    height: int
-    chroma: str
-    bit_depth: int
-    color_space: int
-    has_alpha: bool
-    limited_range: bool
-    animation: bool
-    supported: bool
-    #: Why the decoder refuses the file ("" when ``supported``).
-    unsupported_reason: str
-    hevc: dict[str, Any]
 
 
 class RoundTrip(NamedTuple):
@@ -434,7 +416,7 @@ def decode_yuv(data: Any, *, verify: bool = True) -> tuple[np.ndarray, BPGInfo]:
     ``verify``: see :func:`decode`.
     """
     yuv, info = _bpg.decode_yuv(data=_as_bytes(data), verify=check_verify(verify))
-    return yuv, _info_from_dict(dict(info, supported=True))
+    return yuv, info_from_dict(dict(info, supported=True))
 
 
 def rgb_to_yuv(image: Any, chroma: str | int = CHROMA_DEFAULT) -> np.ndarray:
@@ -457,33 +439,6 @@ def yuv_to_rgb(yuv: Any, height: int, width: int, chroma: str | int = CHROMA_DEF
 
 # ---- files -----------------------------------------------------------------------------
 
-_HEVC_KEYS = (
-    "log2_min_cb_size",
-    "log2_max_cb_size",
-    "log2_min_tb_size",
-    "log2_max_tb_size",
-    "max_transform_hierarchy_depth_intra",
-    "sao",
-    "pcm",
-    "strong_intra_smoothing",
-)
-
-
-def _info_from_dict(d: dict[str, Any]) -> BPGInfo:
-    return BPGInfo(
-        width=d["width"],
-        height=d["height"],
-        chroma=chroma_name(d["chroma"]),
-        bit_depth=d["bit_depth"],
-        color_space=d["color_space"],
-        has_alpha=d["has_alpha"],
-        limited_range=d["limited_range"],
-        animation=d["animation"],
-        supported=d["supported"],
-        unsupported_reason=d.get("unsupported_reason", ""),
-        hevc={k: d[k] for k in _HEVC_KEYS},
-    )
-
 
 def _read_path(path: str | os.PathLike[str]) -> bytes:
     with open(os.fspath(path), "rb") as f:
@@ -494,7 +449,7 @@ def read_info(data_or_path: Any) -> BPGInfo:
     """Header fields of a ``.bpg`` file given as bytes or a path."""
     if isinstance(data_or_path, (str, os.PathLike)):
         data_or_path = _read_path(data_or_path)
-    return _info_from_dict(_bpg.read_info(data=_as_bytes(data_or_path)))
+    return info_from_dict(_bpg.read_info(data=_as_bytes(data_or_path)))
 
 
 def read(path: str | os.PathLike[str], *, output: str = "numpy", verify: bool = True) -> Any:
