@@ -45,8 +45,8 @@ python3 -m pip install -q --no-build-isolation --no-deps --target /tmp/npp_ext_s
     -C cmake.define.BPG_DEPS_PREFIX="$prefix" -C cmake.define.NPP_EXT_CUDA=ON \
     -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 . 2>&1 | tail -5
 echo "build: $((SECONDS - t0)) s" | tee "$out/summary.txt"
-# The modules' RUNPATH finds x265 and libde265 in the prefix; libnuma (x265's own
-# dependency, not on every machine) is found through LD_LIBRARY_PATH at run time only.
+# x265 is linked in from the prefix's libx265.a; the module's RUNPATH finds libde265 and
+# libnuma in the prefix (LD_LIBRARY_PATH below is only a fallback for the other tools).
 (env -u LD_LIBRARY_PATH ldd /tmp/npp_ext_site/npp_ext/_bpg*.so || true) \
     | grep -E "x265|de265|numa" | tee "$out/link.txt" || true
 export LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}"
