@@ -77,7 +77,8 @@ def child(name: str, encodes: int) -> None:
 
     from npp_ext import bpg
 
-    sizes, level = SCENARIOS[name][1](), SCENARIOS[name][4]
+    _, make_sizes, _, _, level = SCENARIOS[name]
+    sizes = make_sizes()
     samples = []
     t0 = time.perf_counter()
     warmup = max(2 * len(sizes), encodes // 10)

@@ -1,5 +1,6 @@
 #include "x265_open.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -84,10 +85,7 @@ std::vector<const char *> strings_of(const x265_param *p, bool with_scaling_list
 
 bool contains(const std::vector<const char *> &v, const char *s)
 {
-    for (const char *x : v)
-        if (x == s)
-            return true;
-    return false;
+    return std::find(v.begin(), v.end(), s) != v.end();
 }
 
 template <typename T> void push_bounded(Capture *c, std::vector<T> *v, T x)
